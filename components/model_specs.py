@@ -1,0 +1,76 @@
+"""The table of model variants: pure Python, importable without TensorFlow.
+
+Every variant is a row: a family (ImageNet-style, paper Table 1, or CIFAR-style, paper
+section 4.2), a block type, blocks and filters per stage, and whether the blocks have
+shortcuts. ``components.models.build_model`` turns a row into a Keras model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Family = Literal["imagenet", "cifar"]
+Block = Literal["basic", "bottleneck"]
+
+BOTTLENECK_EXPANSION = 4
+IMAGENET_FILTERS = (64, 128, 256, 512)
+IMAGENET_STAGES: dict[int, tuple[Block, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+CIFAR_FILTERS = (16, 32, 64)
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)  # depth = 6n + 2, n blocks per stage
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One variant of the family: everything ``build_model`` needs besides the data shape."""
+
+    name: str
+    family: Family
+    depth: int
+    block: Block
+    blocks_per_stage: tuple[int, ...]
+    filters_per_stage: tuple[int, ...]
+    residual: bool
+
+    @property
+    def twin(self) -> str:
+        """Name of the same network with shortcuts switched the other way."""
+        prefix = "cifar_" if self.family == "cifar" else ""
+        return f"{prefix}{'plain' if self.residual else 'resnet'}{self.depth}"
+
+    @property
+    def expansion(self) -> int:
+        return BOTTLENECK_EXPANSION if self.block == "bottleneck" else 1
+
+
+def _all_specs() -> dict[str, ModelSpec]:
+    rows = [(("imagenet", depth) + IMAGENET_STAGES[depth] + (IMAGENET_FILTERS,))
+            for depth in IMAGENET_STAGES]
+    rows += [("cifar", depth, "basic", ((depth - 2) // 6,) * 3, CIFAR_FILTERS)
+             for depth in CIFAR_DEPTHS]
+    specs = {}
+    for family, depth, block, blocks, filters in rows:
+        for residual in (True, False):
+            prefix = "cifar_" if family == "cifar" else ""
+            name = f"{prefix}{'resnet' if residual else 'plain'}{depth}"
+            specs[name] = ModelSpec(name, family, depth, block, blocks, filters, residual)
+    return specs
+
+
+MODEL_SPECS: dict[str, ModelSpec] = _all_specs()
+MODEL_NAMES: tuple[str, ...] = tuple(MODEL_SPECS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Returns the spec of `name`; raises ValueError naming the valid names otherwise."""
+    try:
+        return MODEL_SPECS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}") from None
