@@ -122,12 +122,23 @@ def mark_versions_weak(path: pathlib.Path, versions=MISSING_VERSIONS) -> int:
     return changed
 
 
+def _unshare(path: pathlib.Path) -> None:
+    """Gives `path` its own inode: uv hard-links installed files to its cache, which must stay pristine."""
+    copy = path.with_name(path.name + ".unshared")
+    shutil.copy2(path, copy)
+    os.replace(copy, path)
+
+
 def patch_extension(extension: pathlib.Path) -> bool:
-    """Patches one extension module in place; returns False when it was already patched."""
-    if SHIM_NAME in _patchelf("--print-needed", str(extension)).split():
-        return False
+    """Patches one extension module; returns False when there was nothing left to do."""
     shim = extension.with_name(SHIM_NAME)
+    already = SHIM_NAME in _patchelf("--print-needed", str(extension)).split()
+    if already and shim.is_file():
+        return False
     _build_shim(shim)
+    if already:  # a copy patched elsewhere (e.g. an older cache entry): only the shim was missing
+        return True
+    _unshare(extension)
     clear = [arg for sym in MISSING_SYMBOLS for arg in ("--clear-symbol-version", sym)]
     _patchelf(*clear, str(extension))
     _patchelf("--set-rpath", "$ORIGIN", str(extension))
@@ -154,9 +165,9 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 1
     patched = [ext.split("/")[0] for ext in EXTENSIONS if patch_extension(site / ext)]
-    state = f"patched {', '.join(patched)}" if patched else "already patched"
-    print(f"glibc compat: host glibc {host[0]}.{host[1]} < 2.39; ml-metadata and TFDV extensions "
-          f"{state} with {SHIM_NAME} (skip with RESNET_ABLATION_SKIP_COMPAT=1).")
+    state = f"patched {' and '.join(patched)}" if patched else "ml_metadata and TFDV already patched"
+    print(f"glibc compat: host glibc {host[0]}.{host[1]} < 2.39: {state} with {SHIM_NAME} "
+          f"(skip with RESNET_ABLATION_SKIP_COMPAT=1).")
     return 0
 
 
