@@ -1,0 +1,52 @@
+"""The Transform module: raw tf.Examples (encoded image bytes) to normalised float images.
+
+TFX Transform loads this file's ``preprocessing_fn``. The graph it produces is applied on the
+fly, by the Trainer's input pipeline and inside the exported serving signature; the 224x224
+float images are never materialised (``materialize=False``).
+
+Contract: ``image`` (PNG/JPEG/GIF/BMP bytes, any channel count) becomes float32
+``[image_size, image_size, 3]``, scaled to [0, 1], then normalised per channel with the mean
+and standard deviation that TFT analyzers compute over the whole train split; ``label`` passes
+through as int64. ``image_size`` comes from the Transform component's ``custom_config``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+IMAGE_KEY = "image"
+LABEL_KEY = "label"
+DEFAULT_IMAGE_SIZE = 224
+
+
+def decode_images(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """[N] encoded images -> [N, image_size, image_size, 3] float32 in [0, 1] (bilinear resize)."""
+
+    def decode_one(data: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.resize(image, [image_size, image_size])  # float32, 0..255
+        return image / 255.0
+
+    spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+    return tf.map_fn(decode_one, encoded, fn_output_signature=spec)
+
+
+def channel_moments(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Full-pass per-channel mean and standard deviation of [N, H, W, 3] images (TFT analyzers)."""
+    mean = tft.mean(tf.reduce_mean(images, axis=[1, 2]), reduce_instance_dims=False)
+    mean_square = tft.mean(tf.reduce_mean(tf.square(images), axis=[1, 2]),
+                           reduce_instance_dims=False)
+    std = tf.sqrt(tf.maximum(mean_square - tf.square(mean), 1e-12))
+    return mean, std
+
+
+def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config=None) -> dict[str, tf.Tensor]:
+    """TFX Transform entry point; see the module docstring for the contract."""
+    image_size = int((custom_config or {}).get("image_size", DEFAULT_IMAGE_SIZE))
+    images = decode_images(tf.reshape(inputs[IMAGE_KEY], [-1]), image_size)
+    mean, std = channel_moments(images)
+    outputs = {IMAGE_KEY: (images - mean) / std}
+    if LABEL_KEY in inputs:
+        outputs[LABEL_KEY] = tf.reshape(inputs[LABEL_KEY], [-1])
+    return outputs

@@ -1,0 +1,196 @@
+"""The pipeline's configuration: one typed place for every setting, profiles as TOML files.
+
+A profile (``pipeline/profiles/NAME.toml``) is a partial ``PipelineConfig``: top-level keys are
+``PipelineConfig`` fields, the ``[training]`` table holds ``TrainingConfig`` fields. Command-line
+flags override a profile through ``with_overrides``. ``validate`` checks everything that can be
+checked before a component runs and raises ``ConfigError`` with one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import tomllib
+from typing import Any, Literal
+
+from components.model_specs import MODEL_NAMES
+
+PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; its message is one line naming the value and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Everything the Trainer does identically for every variant of the study."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    base_learning_rate: float = 0.1  # at batch 256; scaled linearly with batch_size
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_decay_epochs: tuple[int, ...] = ()  # "step": divide the rate by 10 at these epochs
+    augment: bool = True  # random crop (pad 1/8) + horizontal flip, train split only
+    shuffle_buffer: int = 10_000
+    steps_per_epoch: int | None = None  # None: one pass over the train split
+    eval_steps: int | None = None  # None: the whole eval split
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is visible
+    xla: bool = False
+    deterministic: bool = False  # bitwise-reproducible CPU runs (slower)
+
+    @property
+    def learning_rate(self) -> float:
+        """The peak learning rate: the paper's 0.1 scaled by batch_size / 256."""
+        return self.base_learning_rate * self.batch_size / 256
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One study: a data set, the variants compared on it, and how they are all trained."""
+
+    profile: str = "custom"
+    pipeline_name: str = "resnet-ablation"
+    data: str = "imagefolder:data/cifar10_smoke"
+    image_size: int = 224
+    models: tuple[str, ...] = ("resnet34", "plain34", "resnet50", "plain50")
+    seeds: int = 1  # every variant trains once per seed 0 .. seeds-1
+    train_limit: int | None = None  # keep only this many train images (deterministic subset)
+    eval_fraction: float = 0.2  # for sources without an eval split
+    pipeline_root: str = "runs/resnet-ablation"
+    tfds_data_dir: str | None = None
+    tfds_download_dir: str | None = None
+    tfds_manual_dir: str | None = None
+    beam_args: tuple[str, ...] = ()
+    training: TrainingConfig = TrainingConfig()
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.pipeline_root, "metadata.sqlite")
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """(residual, plain) twins that are both in the study, in study order."""
+        from components.model_specs import get_spec
+
+        specs = [get_spec(name) for name in self.models]
+        return [(s.name, s.twin) for s in specs if s.residual and s.twin in self.models]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def fingerprint(self) -> str:
+        """A short hash of the whole configuration."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+
+def profile_names() -> list[str]:
+    return sorted(path.stem for path in PROFILES_DIR.glob("*.toml"))
+
+
+def _coerce(cls, values: dict[str, Any], where: str):
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(fields)}")
+    return {key: tuple(value) if isinstance(value, list) else value
+            for key, value in values.items()}
+
+
+def from_dict(values: dict[str, Any], where: str = "config") -> PipelineConfig:
+    """Builds a PipelineConfig from plain values (a parsed profile, or a stored config)."""
+    values = dict(values)
+    training = _coerce(TrainingConfig, values.pop("training", {}), f"{where} [training]")
+    top = _coerce(PipelineConfig, values, where)
+    return PipelineConfig(**top, training=TrainingConfig(**training))
+
+
+def load_profile(name: str) -> PipelineConfig:
+    """Reads pipeline/profiles/NAME.toml; raises ConfigError for an unknown profile."""
+    path = PROFILES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown profile {name!r}; available: {', '.join(profile_names())}")
+    with path.open("rb") as file:
+        values = tomllib.load(file)
+    return from_dict({"profile": name, **_anchor_paths(values, REPO_ROOT)}, where=f"profile {name}")
+
+
+def _anchor_paths(values: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
+    """Makes a relative pipeline_root and imagefolder path absolute, relative to `base`."""
+    values = dict(values)
+    root = values.get("pipeline_root")
+    if root and "://" not in root and not os.path.isabs(root):
+        values["pipeline_root"] = str(base / root)
+    data = values.get("data", "")
+    if data.startswith("imagefolder:") and not os.path.isabs(data.split(":", 1)[1]):
+        values["data"] = f"imagefolder:{base / data.split(':', 1)[1]}"
+    return values
+
+
+def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
+    """Returns `config` with the non-None overrides applied; keys may be TrainingConfig fields."""
+    training_fields = {field.name for field in dataclasses.fields(TrainingConfig)}
+    given = {key: value for key, value in overrides.items() if value is not None}
+    training = {key: given.pop(key) for key in list(given) if key in training_fields}
+    unknown = sorted(set(given) - {field.name for field in dataclasses.fields(PipelineConfig)})
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+    return dataclasses.replace(
+        config, **given, training=dataclasses.replace(config.training, **training))
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: PipelineConfig) -> PipelineConfig:
+    """Checks `config` before anything runs; returns it unchanged or raises ConfigError."""
+    from components.data_source import parse_data
+
+    train = config.training
+    unknown = [name for name in config.models if name not in MODEL_NAMES]
+    _require(not unknown, f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(MODEL_NAMES)}")
+    _require(len(config.models) > 0, "models: name at least one model")
+    _require(len(set(config.models)) == len(config.models), f"models: duplicates in {config.models}")
+    for key in ("image_size", "seeds"):
+        _require(getattr(config, key) >= 1, f"{key} must be a positive integer, got {getattr(config, key)}")
+    for key in ("epochs", "batch_size"):
+        _require(getattr(train, key) >= 1, f"{key} must be a positive integer, got {getattr(train, key)}")
+    for key in ("steps_per_epoch", "eval_steps"):
+        value = getattr(train, key)
+        _require(value is None or value >= 1, f"{key} must be a positive integer, got {value}")
+    _require(config.train_limit is None or config.train_limit >= 1,
+             f"train_limit must be a positive integer, got {config.train_limit}")
+    _require(0 < config.eval_fraction < 1, f"eval_fraction must be in (0, 1), got {config.eval_fraction}")
+    _require(train.base_learning_rate > 0, f"base_learning_rate must be positive, got {train.base_learning_rate}")
+    _require(train.schedule in ("cosine", "step", "constant"),
+             f"schedule must be cosine, step or constant, got {train.schedule!r}")
+    _require(train.mixed_precision in ("auto", "on", "off"),
+             f"mixed_precision must be auto, on or off, got {train.mixed_precision!r}")
+    try:
+        parse_data(config.data)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    _check_writable(config.pipeline_root)
+    return config
+
+
+def _check_writable(root: str) -> None:
+    if "://" in root:  # gs://, s3://: checked by the orchestrator at run time
+        return
+    path = pathlib.Path(root).resolve()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    _require(existing.is_dir() and os.access(existing, os.W_OK | os.X_OK),
+             f"pipeline root {root} is not writable ({existing} is not a writable directory)")
