@@ -1,0 +1,367 @@
+"""Where the pipeline's images come from: one data string, its splits, labels and image checks.
+
+Pure Python and PIL; ``tensorflow_datasets`` is imported only inside the functions that need it.
+
+A data set is named by one string (``parse_data``):
+
+- ``tfds:NAME[:CONFIG]``: any tensorflow-datasets image classification set, i.e. one with an
+  ``Image`` and a ``ClassLabel`` feature (``tfds:cifar10``, ``tfds:cats_vs_dogs``);
+- ``imagefolder:PATH``: ``PATH/<split>/<class>/<file>``, or ``PATH/<class>/<file>`` with no split
+  level. Hidden entries (names starting with ``.``) are ignored; every other file in a class
+  folder (at any depth) is a candidate image, whatever its extension: content decides.
+
+Splits: the pipeline has two logical splits, ``train`` and ``eval``. ``SPLIT_NAMES`` maps source
+split names onto them; any other source split name is an error. A source without an eval split
+(an image folder without split level, or a tfds set with only ``train``) is split
+deterministically: a train record goes to ``eval`` when ``id_fraction(record_id)``, a stable
+SHA-256 hash of its id mapped to [0, 1), is below ``eval_fraction``.
+
+Record ids are stable per record: the path relative to the image folder root with ``/``
+separators (``train/cat/cat.1.jpg``), or the tfds id (``cats_vs_dogs-train.tfrecord-00000-of-
+00008__12``; it depends on how the tfds set was prepared, e.g. its shard count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import re
+from typing import Iterator, Literal, Mapping
+
+from PIL import Image
+
+TRAIN, EVAL = "train", "eval"
+LOGICAL_SPLITS = (TRAIN, EVAL)
+SPLIT_NAMES: Mapping[str, str] = {
+    "train": TRAIN, "test": EVAL, "validation": EVAL, "val": EVAL, "eval": EVAL, "valid": EVAL}
+DEFAULT_EVAL_FRACTION = 0.2
+
+SKIP_REASONS = ("empty", "not_an_image", "unsupported_format", "truncated", "undecodable")
+# The formats tf.io.decode_image decodes. PIL calls JPEGs carrying an MP (multi-picture)
+# extension, as many cameras write them, "MPO"; TensorFlow decodes them as JPEG.
+SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "BMP"})
+
+_FORMS = ("'tfds:NAME[:CONFIG]' (a tensorflow-datasets image classification set, e.g. "
+          "'tfds:cifar10') or 'imagefolder:PATH' (PATH/<split>/<class>/<file> or "
+          "PATH/<class>/<file>)")
+_TFDS_SPEC = re.compile(r"tfds:([a-z0-9_]+)(?::([A-Za-z0-9_.\-]+))?")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A parsed data string: ``name`` is set for tfds (``NAME`` or ``NAME/CONFIG``), ``path``
+    (absolute) for an image folder; the other field is None."""
+
+    kind: Literal["tfds", "imagefolder"]
+    name: str | None = None
+    path: str | None = None
+
+    def check(self) -> None:
+        """Raises ValueError naming the path when an image folder does not exist.
+
+        A tfds name is checked when the data set is opened (``open_tfds``)."""
+        if self.kind == "imagefolder" and not os.path.isdir(self.path):
+            raise ValueError(f"image folder {self.path!r} does not exist or is not a directory")
+
+
+def parse_data(spec: str) -> DataSource:
+    """Parses a data string (see the module docstring); raises ValueError naming it if invalid.
+
+    Only the syntax is checked; ``DataSource.check`` checks that an image folder exists.
+    """
+    if isinstance(spec, str) and spec.startswith("imagefolder:") and spec[len("imagefolder:"):]:
+        path = os.path.abspath(os.path.expanduser(spec[len("imagefolder:"):]))
+        return DataSource("imagefolder", path=path)
+    match = _TFDS_SPEC.fullmatch(spec) if isinstance(spec, str) else None
+    if match:
+        name, config = match.groups()
+        return DataSource("tfds", name=f"{name}/{config}" if config else name)
+    raise ValueError(f"invalid data {spec!r}: expected {_FORMS}")
+
+
+# --- splits ---------------------------------------------------------------------------------
+
+def logical_split(source_split: str) -> str:
+    """Maps a source split name onto ``train`` or ``eval``; raises ValueError naming it."""
+    try:
+        return SPLIT_NAMES[source_split]
+    except KeyError:
+        raise ValueError(f"unknown split {source_split!r}: expected one of "
+                         f"{', '.join(SPLIT_NAMES)}") from None
+
+
+def id_hash(record_id: str) -> int:
+    """A stable 64-bit hash of a record id (SHA-256; the same on every machine and run)."""
+    return int.from_bytes(hashlib.sha256(record_id.encode("utf-8")).digest()[:8], "big")
+
+
+def id_fraction(record_id: str) -> float:
+    """The record id's stable hash mapped to [0, 1)."""
+    return id_hash(record_id) / 2.0 ** 64
+
+
+def limit_key(record_id: str) -> tuple[int, str]:
+    """Sort key of ``first_by_hash``: the stable hash, ties broken by the id."""
+    return id_hash(record_id), record_id
+
+
+def first_by_hash(record_ids, limit: int) -> list[str]:
+    """The `limit` ids with the smallest ``limit_key``: a deterministic subset."""
+    return sorted(record_ids, key=limit_key)[:limit]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """Which source splits feed each logical split, and which split a record goes to.
+
+    Build it with ``SplitPlan.of``, which validates the source split names.
+    """
+
+    source_splits: tuple[str, ...]
+    eval_fraction: float = DEFAULT_EVAL_FRACTION
+
+    @classmethod
+    def of(cls, source_splits, eval_fraction: float = DEFAULT_EVAL_FRACTION) -> "SplitPlan":
+        """Raises ValueError for an unknown split name, a missing train split or a bad fraction."""
+        check_eval_fraction(eval_fraction)
+        names = tuple(sorted(source_splits))
+        if TRAIN not in [logical_split(name) for name in names]:
+            raise ValueError(f"no train split among the source splits {list(names)}")
+        return cls(names, eval_fraction)
+
+    @property
+    def has_eval_source(self) -> bool:
+        """Whether some source split maps to eval (else eval is hashed out of train)."""
+        return any(logical_split(name) == EVAL for name in self.source_splits)
+
+    def sources_for(self, split: str) -> tuple[str, ...]:
+        """The source splits whose records may land in logical split `split`."""
+        wanted = TRAIN if split == EVAL and not self.has_eval_source else split
+        return tuple(name for name in self.source_splits if logical_split(name) == wanted)
+
+    def assign(self, record_id: str, source_split: str) -> str:
+        """The logical split of a record from `source_split`."""
+        split = logical_split(source_split)
+        if (split == TRAIN and not self.has_eval_source
+                and id_fraction(record_id) < self.eval_fraction):
+            return EVAL
+        return split
+
+
+def check_eval_fraction(eval_fraction: float) -> None:
+    """Raises ValueError unless 0 < eval_fraction < 1."""
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction must be between 0 and 1 (exclusive), got {eval_fraction}")
+
+
+# --- image folders ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SourceFile:
+    """One candidate image file: its record id, absolute path, label index and source split."""
+
+    id: str
+    path: str
+    label: int
+    source_split: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFolder:
+    """An image folder's listing: labels (sorted class names, union over splits) and its files,
+    sorted by id."""
+
+    root: str
+    labels: tuple[str, ...]
+    files: tuple[SourceFile, ...]
+
+    @property
+    def source_splits(self) -> tuple[str, ...]:
+        return tuple(sorted({file.source_split for file in self.files}))
+
+
+def _visible_dirs(path: str) -> list[str]:
+    with os.scandir(path) as entries:
+        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+
+
+def _files_under(path: str) -> Iterator[str]:
+    """Every non-hidden file below `path`, in sorted order (hidden folders are not entered)."""
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield os.path.join(folder, name)
+
+
+def _class_folders(root: str) -> dict[str, str]:
+    """Maps each split folder (relative to `root`, "" without split level) to its source split."""
+    top = _visible_dirs(root)
+    splits = [name for name in top if name in SPLIT_NAMES]
+    if not splits:
+        return {"": TRAIN}
+    others = sorted(set(top) - set(splits))
+    if others:
+        raise ValueError(f"image folder {root!r} mixes split folders {splits} with other "
+                         f"folders {others}: expected split folders named one of "
+                         f"{', '.join(SPLIT_NAMES)}, or class folders only")
+    if TRAIN not in splits:
+        raise ValueError(f"image folder {root!r} has split folders {splits} but no 'train'")
+    return {name: name for name in splits}
+
+
+def list_imagefolder(root: str) -> ImageFolder:
+    """Lists an image folder (``PATH/<split>/<class>/...`` or ``PATH/<class>/...``).
+
+    Raises ValueError (naming the folder) if it does not exist, has no class folders, has no
+    train split, or has a top-level folder that is not a known split name next to split folders.
+    """
+    DataSource("imagefolder", path=root).check()
+    split_dirs = _class_folders(root)
+    classes = {split_dir: _visible_dirs(os.path.join(root, split_dir)) for split_dir in split_dirs}
+    labels = tuple(sorted({name for names in classes.values() for name in names}))
+    if not labels:
+        raise ValueError(f"image folder {root!r} has no class folders")
+    index = {name: label for label, name in enumerate(labels)}
+    files = []
+    for split_dir, source_split in split_dirs.items():
+        for class_name in classes[split_dir]:
+            for path in _files_under(os.path.join(root, split_dir, class_name)):
+                record_id = os.path.relpath(path, root).replace(os.sep, "/")
+                files.append(SourceFile(record_id, path, index[class_name], source_split))
+    return ImageFolder(root, labels, tuple(sorted(files, key=lambda file: file.id)))
+
+
+# --- tensorflow-datasets ---------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSource:
+    """A prepared tfds data set: where it lies, which features hold image and label, the labels
+    in ClassLabel order and the number of records per source split."""
+
+    name: str
+    builder_dir: str
+    image_key: str
+    label_key: str
+    labels: tuple[str, ...]
+    split_sizes: Mapping[str, int]
+
+
+def open_tfds(name: str, data_dir: str | None = None, download_dir: str | None = None,
+              manual_dir: str | None = None) -> TfdsSource:
+    """Opens tfds set `name` (``NAME`` or ``NAME/CONFIG``), preparing it first if needed.
+
+    Preparing goes through tfds' own ``download_and_prepare`` (``download_dir`` and
+    ``manual_dir`` as tfds defines them); it does nothing when the set is already prepared in
+    ``data_dir``. Raises ValueError naming the set if tfds does not know it or its config, or
+    if it lacks an Image or a ClassLabel feature (the message lists the features it has).
+    """
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir)
+    image_key, label_key = _image_and_label_keys(name, builder.info)
+    builder.download_and_prepare(
+        download_dir=download_dir,
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    return TfdsSource(
+        name=name, builder_dir=os.fspath(builder.data_dir), image_key=image_key,
+        label_key=label_key, labels=tuple(builder.info.features[label_key].names),
+        split_sizes={split: info.num_examples for split, info in builder.info.splits.items()})
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+    """tfds' builder for `name`; raises ValueError naming the set if tfds cannot make one."""
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError:
+        raise ValueError(f"unknown tfds data set {name!r}: tensorflow-datasets has no builder of "
+                         f"that name, and none is prepared in data_dir {data_dir!r}") from None
+    except ValueError as error:  # e.g. an unknown config
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"cannot open tfds data set {name!r}: {reason}") from error
+
+
+def class_names(source: DataSource, tfds_data_dir: str | None = None) -> tuple[str, ...]:
+    """The class names in label order, without reading or preparing any image.
+
+    For tfds they come from the builder's feature description (known without a download)."""
+    if source.kind == "imagefolder":
+        source.check()
+        return tuple(list_imagefolder(source.path).labels)
+    builder = _tfds_builder(source.name, tfds_data_dir)
+    _, label_key = _image_and_label_keys(source.name, builder.info)
+    return tuple(builder.info.features[label_key].names)
+
+
+def _image_and_label_keys(name: str, info) -> tuple[str, str]:
+    """The (image, label) feature keys: the supervised keys if they are an Image and a
+    ClassLabel, else the only top-level Image and ClassLabel features."""
+    import tensorflow_datasets as tfds
+
+    features = dict(info.features.items())
+
+    def keys_of(kind) -> list[str]:
+        return [key for key, feature in features.items() if isinstance(feature, kind)]
+
+    images, labels = keys_of(tfds.features.Image), keys_of(tfds.features.ClassLabel)
+    supervised = info.supervised_keys
+    if (isinstance(supervised, tuple) and len(supervised) == 2
+            and supervised[0] in images and supervised[1] in labels):
+        return supervised
+    if len(images) == 1 and len(labels) == 1:
+        return images[0], labels[0]
+    described = ", ".join(f"{key}: {type(feature).__name__}" for key, feature in features.items())
+    raise ValueError(f"tfds data set {name!r} is not an image classification set: it needs one "
+                     f"Image and one ClassLabel feature, and has {described}")
+
+
+def read_tfds_part(source: TfdsSource, part) -> Iterator[tuple[str, int, bytes]]:
+    """Yields (tfds id, label, encoded image bytes exactly as stored) for one part of a split.
+
+    `part` is anything ``as_dataset(split=...)`` takes, e.g. an element of
+    ``tfds.even_splits``. Images are not decoded. Reads through ``builder_from_directory``, so
+    the builder class need not be importable where this runs.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(source.builder_dir)
+    dataset = builder.as_dataset(
+        split=part, shuffle_files=False, read_config=tfds.ReadConfig(add_tfds_id=True),
+        decoders={source.image_key: tfds.decode.SkipDecoding()})
+    for record in tfds.as_numpy(dataset):
+        yield (record["tfds_id"].decode("utf-8"), int(record[source.label_key]),
+               bytes(record[source.image_key]))
+
+
+# --- image checks ----------------------------------------------------------------------------
+
+def check_image(data: bytes) -> str | None:
+    """Returns why an encoded image must be skipped (one of ``SKIP_REASONS``), or None to keep it.
+
+    "empty": zero bytes; "not_an_image": PIL cannot identify it; "unsupported_format": not PNG,
+    JPEG, GIF or BMP (what ``tf.io.decode_image`` reads); "truncated": the data ends early;
+    "undecodable": any other decoding failure. Content decides, never a file name. Grayscale,
+    CMYK, palette and alpha images are kept: TensorFlow decodes them to 3 channels. Relies on
+    PIL's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` (never set it).
+    """
+    if not data:
+        return "empty"
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError:
+        return "not_an_image"
+    except Exception:  # noqa: BLE001  (a header PIL recognises but cannot parse, a huge image)
+        return "undecodable"
+    with image:
+        if image.format not in SUPPORTED_FORMATS:
+            return "unsupported_format"
+        try:
+            image.load()
+        except Exception as error:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ...)
+            truncated = isinstance(error, EOFError) or "truncated" in str(error)
+            return "truncated" if truncated else "undecodable"
+    return None

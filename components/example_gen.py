@@ -1,0 +1,400 @@
+"""ImageExampleGen: a TFX ExampleGen that turns an image data set into tf.Examples.
+
+It follows TFX's query-based ExampleGen conventions (as BigQueryExampleGen does): the component
+subclasses ``QueryBasedExampleGen`` with a Beam executor; its input config has two splits whose
+pattern is the logical split (``train`` -> ``train``, ``eval`` -> ``eval``); the base executor
+writes them as gzipped TFRecords to ``Split-train`` / ``Split-eval`` of the Examples artifact and
+handles span and version (span 0 unless a range config says otherwise).
+
+The data set is one string, ``tfds:NAME[:CONFIG]`` or ``imagefolder:PATH`` (see
+``components.data_source``, which also defines split mapping, labels, record ids and the image
+checks). Every output tf.Example has:
+
+- ``image``: the original encoded bytes (file content, or the bytes tfds stored), never re-encoded;
+- ``label`` (int64): index into the labels (sorted class folders, or the tfds ClassLabel order);
+- ``label_name`` (bytes) and ``id`` (bytes): the class name and the stable record id.
+
+Files that are not usable images are skipped and counted per split and reason. Besides the
+splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "source"}) and
+``skipped.json`` ({"train": {reason: n}, "eval": {...}, "examples": {"train": n, "eval": m},
+"first_skipped": [path or tfds id, ...]}), and the artifact carries the custom properties
+``skipped_json``, ``examples_train``, ``examples_eval`` and ``num_classes``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+from typing import Any, Iterator
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from google.protobuf import json_format, struct_pb2
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import component as example_gen_component
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components import data_source as ds
+
+IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, ID_KEY = "image", "label", "label_name", "id"
+LABELS_FILE, SKIPPED_FILE = "labels.json", "skipped.json"
+KEPT = "kept"
+FIRST_SKIPPED = 10  # paths listed in skipped.json and logged
+TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
+
+_WORK_DIR_KEY = "_image_example_gen_work_dir"  # exec property: where splits write summaries
+_WORK_DIR_NAME = "_image_example_gen_work"  # under the Examples URI; removed after the run
+_OUTCOME = "outcome"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageGenConfig:
+    """The component's settings; constructing one validates them (ValueError otherwise).
+
+    ``train_limit``: keep only the train records ``data_source.first_by_hash`` picks from the
+    split's record ids (a deterministic subset for fast profiles). It selects among the
+    candidate records before the image checks, so a limited split may hold fewer images if some
+    of those are skipped. Eval is never limited.
+    """
+
+    data: str
+    eval_fraction: float = ds.DEFAULT_EVAL_FRACTION
+    tfds_data_dir: str | None = None
+    tfds_download_dir: str | None = None
+    tfds_manual_dir: str | None = None
+    train_limit: int | None = None
+
+    def __post_init__(self):
+        ds.parse_data(self.data)
+        ds.check_eval_fraction(self.eval_fraction)
+        if self.train_limit is not None and (not isinstance(self.train_limit, int)
+                                             or self.train_limit < 1):
+            raise ValueError(f"train_limit must be a positive integer, got {self.train_limit!r}")
+
+    @property
+    def source(self) -> ds.DataSource:
+        return ds.parse_data(self.data)
+
+    def to_proto(self) -> example_gen_pb2.CustomConfig:
+        """The settings as ExampleGen's CustomConfig (a packed google.protobuf.Struct)."""
+        struct = struct_pb2.Struct()
+        struct.update({key: value for key, value in dataclasses.asdict(self).items()
+                       if value is not None})
+        config = example_gen_pb2.CustomConfig()
+        config.custom_config.Pack(struct)
+        return config
+
+    @classmethod
+    def from_exec_properties(cls, exec_properties: dict[str, Any]) -> "ImageGenConfig":
+        """Reads the settings back from the executor's ``custom_config`` (JSON) property."""
+        custom_config = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+        if not custom_config:
+            raise ValueError("ImageExampleGen's executor needs the custom_config exec property")
+        config = example_gen_pb2.CustomConfig()
+        proto_utils.json_to_proto(custom_config, config)
+        struct = struct_pb2.Struct()
+        if not config.custom_config.Unpack(struct):
+            raise ValueError("ImageExampleGen's custom_config must hold a google.protobuf.Struct")
+        values = json_format.MessageToDict(struct)
+        if "train_limit" in values:  # a Struct stores every number as a double
+            values["train_limit"] = int(values["train_limit"])
+        return cls(**values)
+
+
+# --- records ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """A record before the image check. `where` names it in reports: the file path, or the tfds
+    id. `data` holds the encoded image; None means: read the file at `where`."""
+
+    id: str
+    label: int
+    where: str
+    data: bytes | None = None
+
+
+def build_example(image: bytes, label: int, label_name: str, record_id: str) -> tf.train.Example:
+    """The output tf.Example of one image (feature names: the module's ``*_KEY`` constants)."""
+    def _bytes(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        IMAGE_KEY: _bytes(image),
+        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        LABEL_NAME_KEY: _bytes(label_name.encode("utf-8")),
+        ID_KEY: _bytes(record_id.encode("utf-8")),
+    }))
+
+
+def _open_source(config: ImageGenConfig) -> ds.ImageFolder | ds.TfdsSource:
+    """Lists the image folder, or opens (and if needed prepares) the tfds set."""
+    source = config.source
+    source.check()
+    if source.kind == "imagefolder":
+        return ds.list_imagefolder(source.path)
+    return ds.open_tfds(source.name, config.tfds_data_dir, config.tfds_download_dir,
+                        config.tfds_manual_dir)
+
+
+def _split_plan(opened: ds.ImageFolder | ds.TfdsSource, config: ImageGenConfig) -> ds.SplitPlan:
+    names = opened.source_splits if isinstance(opened, ds.ImageFolder) else opened.split_sizes
+    return ds.SplitPlan.of(names, config.eval_fraction)
+
+
+def _folder_candidates(pipeline: beam.Pipeline, folder: ds.ImageFolder, plan: ds.SplitPlan,
+                       split: str) -> beam.PCollection:
+    """The split's files, listed here (on the driver) and spread over workers."""
+    files = [_Candidate(f.id, f.label, f.path) for f in folder.files
+             if plan.assign(f.id, f.source_split) == split]
+    return (pipeline
+            | "ListFiles" >> beam.Create(files)
+            | "SpreadFiles" >> beam.Reshuffle())
+
+
+def _read_tfds_part(part: tuple[str, Any], source: ds.TfdsSource, plan: ds.SplitPlan,
+                    split: str) -> Iterator[_Candidate]:
+    source_split, read_instruction = part
+    for record_id, label, data in ds.read_tfds_part(source, read_instruction):
+        if plan.assign(record_id, source_split) == split:
+            yield _Candidate(record_id, label, record_id, data)
+
+
+def _tfds_candidates(pipeline: beam.Pipeline, source: ds.TfdsSource, plan: ds.SplitPlan,
+                     split: str) -> beam.PCollection:
+    """The split's tfds records, read without decoding in parallel parts of each source split.
+
+    A set with only a train split is read once per logical split (each keeps its own records).
+    """
+    import tensorflow_datasets as tfds
+
+    parts = [(name, part) for name in plan.sources_for(split) if source.split_sizes[name]
+             for part in tfds.even_splits(name, min(TFDS_MAX_PARTS, source.split_sizes[name]))]
+    return (pipeline
+            | "ListParts" >> beam.Create(parts)
+            | "SpreadParts" >> beam.Reshuffle()
+            | "ReadParts" >> beam.FlatMap(_read_tfds_part, source, plan, split))
+
+
+def _candidate_limit_key(candidate: _Candidate) -> tuple[int, str]:
+    return ds.limit_key(candidate.id)
+
+
+@beam.ptransform_fn
+def _FirstByHash(candidates: beam.PCollection, limit: int) -> beam.PCollection:  # noqa: N802
+    """The `limit` candidates with the smallest ``data_source.limit_key`` of their id."""
+    return (candidates
+            | "Smallest" >> beam.combiners.Top.Smallest(limit, key=_candidate_limit_key)
+            | "Flatten" >> beam.FlatMap(lambda chosen: chosen)
+            | "Spread" >> beam.Reshuffle())
+
+
+def _to_example(candidate: _Candidate, labels: tuple[str, ...]):
+    """Checks one candidate; yields its tf.Example if kept, and always an (outcome, where) pair
+    on the ``outcome`` output, the outcome being ``KEPT`` or the skip reason."""
+    if not 0 <= candidate.label < len(labels):
+        raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside the "
+                         f"{len(labels)} labels")
+    data = candidate.data
+    if data is None:
+        with open(candidate.where, "rb") as file:
+            data = file.read()
+    reason = ds.check_image(data)
+    yield beam.pvalue.TaggedOutput(_OUTCOME, (reason or KEPT, candidate.where))
+    if reason is None:
+        yield build_example(data, candidate.label, labels[candidate.label], candidate.id)
+
+
+class _SummarizeOutcomes(beam.CombineFn):
+    """(outcome, where) pairs -> {"kept": n, "skipped": {reason: n for every reason},
+    "first_skipped": [[where, reason], ...]} (the ``FIRST_SKIPPED`` smallest `where`s)."""
+
+    def create_accumulator(self):
+        return collections.Counter(), []
+
+    def add_input(self, accumulator, outcome):
+        counts, skipped = accumulator
+        counts[outcome[0]] += 1
+        if outcome[0] != KEPT:
+            skipped = sorted(skipped + [(outcome[1], outcome[0])])[:FIRST_SKIPPED]
+        return counts, skipped
+
+    def merge_accumulators(self, accumulators):
+        counts, skipped = collections.Counter(), []
+        for more_counts, more_skipped in accumulators:
+            counts.update(more_counts)
+            skipped.extend(more_skipped)
+        return counts, sorted(skipped)[:FIRST_SKIPPED]
+
+    def extract_output(self, accumulator):
+        counts, skipped = accumulator
+        return {"kept": counts[KEPT], "skipped": {r: counts[r] for r in ds.SKIP_REASONS},
+                "first_skipped": [list(entry) for entry in skipped]}
+
+
+def _summary_prefix(work_dir: str, split: str) -> str:
+    return os.path.join(work_dir, f"summary-{split}")
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  # noqa: N802
+                    split_pattern: str) -> beam.PCollection:
+    """Reads logical split `split_pattern` ("train" or "eval") of the data set as tf.Examples.
+
+    When ``exec_properties`` names a work dir (``Executor.Do`` does), the split's outcome
+    summary (see ``_SummarizeOutcomes``) is also written there as one JSON line.
+    """
+    if split_pattern not in ds.LOGICAL_SPLITS:
+        raise ValueError(f"ImageExampleGen split pattern must be one of {ds.LOGICAL_SPLITS}, "
+                         f"got {split_pattern!r}")
+    config = ImageGenConfig.from_exec_properties(exec_properties)
+    opened = _open_source(config)
+    plan = _split_plan(opened, config)
+    read = _folder_candidates if isinstance(opened, ds.ImageFolder) else _tfds_candidates
+    candidates = read(pipeline, opened, plan, split_pattern)
+    if split_pattern == ds.TRAIN and config.train_limit:
+        candidates = candidates | "TrainLimit" >> _FirstByHash(config.train_limit)
+    results = (candidates
+               | "ToExample" >> beam.FlatMap(_to_example, opened.labels).with_outputs(
+                   _OUTCOME, main="examples"))
+    if work_dir := exec_properties.get(_WORK_DIR_KEY):
+        _ = (results[_OUTCOME]
+             | "Summarize" >> beam.CombineGlobally(_SummarizeOutcomes())
+             | "SummaryToJson" >> beam.Map(json.dumps)
+             | "WriteSummary" >> beam.io.WriteToText(_summary_prefix(work_dir, split_pattern),
+                                                     shard_name_template=""))
+    return results.examples
+
+
+# --- executor --------------------------------------------------------------------------------
+
+def _write_json(path: str, value: Any) -> None:
+    with fileio.open(path, "w") as file:
+        file.write(json.dumps(value, indent=1) + "\n")
+
+
+def _skip_report(summaries: dict[str, dict]) -> dict[str, Any]:
+    """skipped.json's content from the per-split summaries."""
+    report: dict[str, Any] = {split: summary["skipped"] for split, summary in summaries.items()}
+    report["examples"] = {split: summary["kept"] for split, summary in summaries.items()}
+    first = sorted(entry for summary in summaries.values() for entry in summary["first_skipped"])
+    report["first_skipped"] = [where for where, _ in first[:FIRST_SKIPPED]]
+    for where, reason in first[:FIRST_SKIPPED]:
+        logging.warning("ImageExampleGen skipped %s: %s", where, reason)
+    return report
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """ImageExampleGen's Beam executor.
+
+    ``Do`` opens the data set before Beam runs (a bad data string, a missing folder or an
+    unknown tfds set raise ValueError naming it), runs the base ExampleGen pipeline, then writes
+    ``labels.json`` and ``skipped.json`` next to the splits and sets the artifact's custom
+    properties. It raises ValueError naming the data set when no image at all was kept.
+    """
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
+        return _ImageToExample
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],  # noqa: N802
+           output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+        config = ImageGenConfig.from_exec_properties(exec_properties)
+        labels = _open_source(config).labels
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY])
+        work_dir = os.path.join(examples.uri, _WORK_DIR_NAME)
+        super().Do(input_dict, output_dict, {**exec_properties, _WORK_DIR_KEY: work_dir})
+        summaries = _read_summaries(work_dir, exec_properties)
+        fileio.rmtree(work_dir)
+        _publish(examples, config, labels, summaries)
+
+
+def _read_summaries(work_dir: str, exec_properties: dict[str, Any]) -> dict[str, dict]:
+    """{output split name: the summary its PTransform wrote}."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    summaries = {}
+    for split in input_config.splits:
+        with fileio.open(_summary_prefix(work_dir, split.pattern)) as file:
+            summaries[split.name] = json.loads(file.read())
+    return summaries
+
+
+def _publish(examples: types.Artifact, config: ImageGenConfig, labels: tuple[str, ...],
+             summaries: dict[str, dict]) -> None:
+    """Writes labels.json and skipped.json, sets the custom properties, logs the outcome;
+    raises ValueError naming the data set if no image was kept."""
+    report = _skip_report(summaries)
+    _write_json(os.path.join(examples.uri, LABELS_FILE),
+                {"names": list(labels), "num_classes": len(labels), "source": config.data})
+    _write_json(os.path.join(examples.uri, SKIPPED_FILE), report)
+    examples.set_string_custom_property("skipped_json", json.dumps(report, sort_keys=True))
+    examples.set_int_custom_property("num_classes", len(labels))
+    for split, count in report["examples"].items():
+        examples.set_int_custom_property(f"examples_{split}", count)
+    skipped = {split: report[split] for split in summaries}
+    logging.info("ImageExampleGen: %s examples %s, skipped %s", config.data,
+                 report["examples"], skipped)
+    if not sum(report["examples"].values()):
+        raise ValueError(f"no valid images in data {config.data!r} (skipped: {skipped})")
+
+
+class ImageExampleGen(example_gen_component.QueryBasedExampleGen):
+    """Ingests an image classification data set as ``train`` and ``eval`` tf.Example splits.
+
+    Args:
+      data: ``tfds:NAME[:CONFIG]`` or ``imagefolder:PATH`` (``components.data_source``).
+      eval_fraction: share of train records moved to eval when the source has no eval split.
+      tfds_data_dir, tfds_download_dir, tfds_manual_dir: tfds' ``data_dir``, ``download_dir``
+        and ``DownloadConfig(manual_dir=...)``; None uses tfds' defaults.
+      train_limit: keep only this many train records, chosen deterministically by id hash.
+
+    Raises ValueError at construction for an invalid data string (not a missing path: the
+    folder needs to exist only where the executor runs), fraction or limit.
+    """
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, data: str, eval_fraction: float = ds.DEFAULT_EVAL_FRACTION,
+                 tfds_data_dir: str | None = None, tfds_download_dir: str | None = None,
+                 tfds_manual_dir: str | None = None, train_limit: int | None = None):
+        config = ImageGenConfig(data, eval_fraction, tfds_data_dir, tfds_download_dir,
+                                tfds_manual_dir, train_limit)
+        super().__init__(input_config=image_input_config(), output_config=example_gen_pb2.Output(),
+                         custom_config=config.to_proto())
+
+
+def image_input_config() -> example_gen_pb2.Input:
+    """Two input splits whose pattern is the logical split: train -> train, eval -> eval."""
+    return example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name=split, pattern=split) for split in ds.LOGICAL_SPLITS])
+
+
+def read_examples(examples: types.Artifact | str, split: str) -> list[dict[str, Any]]:
+    """Reads one split of an Examples artifact (or its URI) back, sorted by id.
+
+    Each record is {"id": str, "label": int, "label_name": str, "image": bytes}.
+    """
+    uri = examples if isinstance(examples, str) else examples.uri
+    files = fileio.glob(os.path.join(uri, f"Split-{split}", "*.gz"))
+    records = []
+    for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+        feature = tf.train.Example.FromString(serialized).features.feature
+        records.append({
+            ID_KEY: feature[ID_KEY].bytes_list.value[0].decode("utf-8"),
+            LABEL_KEY: feature[LABEL_KEY].int64_list.value[0],
+            LABEL_NAME_KEY: feature[LABEL_NAME_KEY].bytes_list.value[0].decode("utf-8"),
+            IMAGE_KEY: feature[IMAGE_KEY].bytes_list.value[0],
+        })
+    return sorted(records, key=lambda record: record[ID_KEY])

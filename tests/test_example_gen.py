@@ -1,0 +1,371 @@
+"""ImageExampleGen: the real TFX executor on Beam's DirectRunner, on the tiny committed fixtures
+under tests/fixtures (regenerate them with tests/fixtures/make_fixtures.py). No mocks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import re
+
+import pytest
+import tensorflow_datasets as tfds
+from google.protobuf import struct_pb2
+from ml_metadata.metadata_store import metadata_store
+from PIL import ImageFile
+from tfx.orchestration import metadata
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_component_specs as keys
+from tfx.utils import proto_utils
+
+from components import data_source as ds
+from components import example_gen as eg
+
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+PETS, CIFAR_FLAT, BROKEN = FIXTURES / "pets", FIXTURES / "cifar_flat", FIXTURES / "broken"
+NO_SKIPS = dict.fromkeys(ds.SKIP_REASONS, 0)
+
+
+# --- a local tfds data set built from the pets fixture ---------------------------------------
+
+class ExampleGenTestPets(tfds.core.GeneratorBasedBuilder):
+    """tfds name "example_gen_test_pets". ClassLabel order dog, cat: deliberately not sorted.
+
+    Config "with_test": train and test splits (pets/train, pets/validation); config
+    "train_only": one train split holding all ten images.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="with_test"),
+                       tfds.core.BuilderConfig(name="train_only")]
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, supervised_keys=("image", "label"),
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(),
+                "label": tfds.features.ClassLabel(names=["dog", "cat"])}))
+
+    def _split_generators(self, dl_manager):
+        train, test = sorted(PETS.glob("train/*/*")), sorted(PETS.glob("validation/*/*"))
+        if self.builder_config.name == "train_only":
+            return {"train": self._generate_examples(train + test)}
+        return {"train": self._generate_examples(train), "test": self._generate_examples(test)}
+
+    def _generate_examples(self, paths):
+        for path in paths:
+            yield path.name, {"image": str(path), "label": path.parent.name}
+
+
+class ExampleGenTestText(tfds.core.GeneratorBasedBuilder):
+    """tfds name "example_gen_test_text": a ClassLabel but no Image feature (never prepared)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=["a", "b"])}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        yield "0", {"text": "a", "label": 0}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory) -> pathlib.Path:
+    data_dir = tmp_path_factory.mktemp("tfds")
+    for config in ("with_test", "train_only"):
+        tfds.builder(f"example_gen_test_pets/{config}", data_dir=data_dir).download_and_prepare(
+            download_dir=data_dir / "downloads")
+    return data_dir
+
+
+def stored_tfds_records(name: str, data_dir: pathlib.Path, split: str) -> dict[str, tuple]:
+    """{tfds id: (image bytes as stored, label)} read with tfds itself."""
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
+                        read_config=tfds.ReadConfig(add_tfds_id=True),
+                        decoders={"image": tfds.decode.SkipDecoding()})
+    return {record["tfds_id"].decode(): (record["image"], int(record["label"]))
+            for record in tfds.as_numpy(dataset)}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def exec_properties(**config) -> dict:
+    """The exec properties the component would pass; `config` goes into custom_config as is
+    (no validation here, so tests can pass invalid settings)."""
+    struct = struct_pb2.Struct()
+    struct.update({key: value for key, value in config.items() if value is not None})
+    custom_config = example_gen_pb2.CustomConfig()
+    custom_config.custom_config.Pack(struct)
+    return {
+        keys.INPUT_CONFIG_KEY: proto_utils.proto_to_json(eg.image_input_config()),
+        keys.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output()),
+        keys.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(custom_config),
+        keys.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        keys.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    }
+
+
+def run_executor(tmp_path: pathlib.Path, data: str, **config) -> standard_artifacts.Examples:
+    """Runs Executor.Do into a fresh Examples artifact under tmp_path and returns it."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    os.makedirs(examples.uri)
+    eg.Executor().Do({}, {keys.EXAMPLES_KEY: [examples]}, exec_properties(data=data, **config))
+    return examples
+
+
+def read_json(examples, name: str):
+    return json.loads(pathlib.Path(examples.uri, name).read_text())
+
+
+def folder_ids(root: pathlib.Path) -> list[str]:
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+
+
+def ids(records) -> list[str]:
+    return [record["id"] for record in records]
+
+
+def split_ids(examples) -> tuple[list[str], list[str]]:
+    """The sorted record ids of the train and the eval split."""
+    return ids(eg.read_examples(examples, "train")), ids(eg.read_examples(examples, "eval"))
+
+
+# --- 1. image folder with split folders ------------------------------------------------------
+
+def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
+    data = f"imagefolder:{PETS}"
+    examples = run_executor(tmp_path, data)
+
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train", "labels.json",
+                                                "skipped.json"]
+    train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
+    assert ids(train) == [i for i in folder_ids(PETS) if i.startswith("train/")]
+    assert ids(evaluation) == [i for i in folder_ids(PETS) if i.startswith("validation/")]
+    assert (len(train), len(evaluation)) == (6, 4)
+    for record in train + evaluation:
+        class_name = record["id"].split("/")[1]
+        assert record["label_name"] == class_name
+        assert record["label"] == ["cat", "dog"].index(class_name)
+        assert record["image"] == (PETS / record["id"]).read_bytes()
+
+    assert read_json(examples, "labels.json") == {"names": ["cat", "dog"], "num_classes": 2,
+                                                  "source": data}
+    assert read_json(examples, "skipped.json") == {
+        "train": NO_SKIPS, "eval": NO_SKIPS, "examples": {"train": 6, "eval": 4},
+        "first_skipped": []}
+    assert examples.get_int_custom_property("examples_train") == 6
+    assert examples.get_int_custom_property("examples_eval") == 4
+    assert examples.get_int_custom_property("num_classes") == 2
+
+
+# --- 2. image folder without split level: hash split -----------------------------------------
+
+def test_stable_hash_is_sha256_and_spreads_evenly():
+    record_id = "train/cat/cat.1.jpg"
+    expected = int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "big")
+    assert ds.id_hash(record_id) == expected
+    fractions = [ds.id_fraction(f"class/{n}.png") for n in range(20_000)]
+    assert 0.19 < sum(f < 0.2 for f in fractions) / len(fractions) < 0.21
+    assert all(0.0 <= f < 1.0 for f in fractions)
+
+
+def test_no_split_level_is_hash_split_and_deterministic_through_the_pipeline(tmp_path):
+    data = f"imagefolder:{CIFAR_FLAT}"
+    examples = run_executor(tmp_path / "direct", data)
+    train, evaluation = split_ids(examples)
+    all_ids = folder_ids(CIFAR_FLAT)
+    assert sorted(train + evaluation) == all_ids  # each file exactly once
+    assert evaluation == [i for i in all_ids if ds.id_fraction(i) < 0.2]
+    assert 4 <= len(evaluation) <= 12  # 20% of 40, give or take the hash
+    assert read_json(examples, "labels.json")["names"] == [
+        "airplane", "automobile", "bird", "cat", "ship"]
+
+    # The same data again, through the component in a LocalDagRunner pipeline with ML Metadata,
+    # now with train_limit: eval is identical, train is the 5 smallest ids by hash.
+    mlmd = metadata.sqlite_metadata_connection_config(str(tmp_path / "mlmd.sqlite"))
+    LocalDagRunner().run(tfx_pipeline.Pipeline(
+        pipeline_name="example_gen_test", pipeline_root=str(tmp_path / "root"),
+        components=[eg.ImageExampleGen(data=data, train_limit=5)],
+        metadata_connection_config=mlmd))
+    [published] = metadata_store.MetadataStore(mlmd).get_artifacts_by_type("Examples")
+    assert split_ids(published.uri) == (sorted(ds.first_by_hash(train, 5)), evaluation)
+    properties = published.custom_properties
+    assert properties["examples_train"].int_value == 5
+    assert properties["examples_eval"].int_value == len(evaluation)
+    assert properties["span"].int_value == 0
+    assert json.loads(properties["skipped_json"].string_value)["examples"] == {
+        "train": 5, "eval": len(evaluation)}
+
+
+# --- 3. a local tfds data set ----------------------------------------------------------------
+
+def test_tfds_set_with_test_split_keeps_classlabel_order_and_stored_bytes(tmp_path, tfds_dir):
+    name = "example_gen_test_pets/with_test"
+    examples = run_executor(tmp_path, "tfds:example_gen_test_pets:with_test",
+                            tfds_data_dir=str(tfds_dir), train_limit=4)
+    stored = {split: stored_tfds_records(name, tfds_dir, split) for split in ("train", "test")}
+    train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
+
+    assert ids(evaluation) == sorted(stored["test"])  # eval is never limited
+    assert ids(train) == sorted(ds.first_by_hash(stored["train"], 4))
+    for record in train + evaluation:
+        image, label = {**stored["train"], **stored["test"]}[record["id"]]
+        assert (record["image"], record["label"]) == (image, label)
+        assert record["label_name"] == ["dog", "cat"][label]
+    assert {record["label_name"] for record in evaluation} == {"dog", "cat"}
+    assert read_json(examples, "labels.json") == {
+        "names": ["dog", "cat"], "num_classes": 2, "source": "tfds:example_gen_test_pets:with_test"}
+    assert read_json(examples, "skipped.json")["examples"] == {"train": 4, "eval": 4}
+
+
+def test_tfds_set_with_only_train_is_hash_split(tmp_path, tfds_dir):
+    examples = run_executor(tmp_path, "tfds:example_gen_test_pets:train_only",
+                            tfds_data_dir=str(tfds_dir), eval_fraction=0.5)
+    stored = stored_tfds_records("example_gen_test_pets/train_only", tfds_dir, "train")
+    train, evaluation = split_ids(examples)
+    assert sorted(train + evaluation) == sorted(stored)
+    assert evaluation == sorted(i for i in stored if ds.id_fraction(i) < 0.5)
+    assert 0 < len(evaluation) < 10
+
+
+# --- 4. broken files -------------------------------------------------------------------------
+
+def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    examples = run_executor(tmp_path, f"imagefolder:{BROKEN}")
+
+    skipped = {"train/cat/empty.jpg": "empty", "train/cat/text.jpg": "not_an_image",
+               "train/cat/image.tif": "unsupported_format",
+               "train/cat/truncated.jpg": "truncated", "train/cat/corrupt.png": "undecodable",
+               "validation/dog/empty.png": "empty"}
+    kept = [i for i in folder_ids(BROKEN) if i not in skipped]
+    report = read_json(examples, "skipped.json")
+    assert report == {
+        "train": {"empty": 1, "not_an_image": 1, "unsupported_format": 1, "truncated": 1,
+                  "undecodable": 1},
+        "eval": {**NO_SKIPS, "empty": 1},
+        "examples": {"train": 8, "eval": 1},
+        "first_skipped": sorted(str(BROKEN / i) for i in skipped)}
+    train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
+    assert ids(train) + ids(evaluation) == kept
+    assert {i.split("/")[-1] for i in ids(train)} >= {
+        "png_named.jpg", "gray.jpg", "cmyk.jpg", "palette.png", "tiny.gif", "tiny.bmp"}
+    for record in train + evaluation:
+        assert record["image"] == (BROKEN / record["id"]).read_bytes()
+
+    assert json.loads(examples.get_string_custom_property("skipped_json")) == report
+    assert examples.get_int_custom_property("examples_train") == 8
+    assert examples.get_int_custom_property("examples_eval") == 1
+    for record_id, reason in skipped.items():
+        assert f"skipped {BROKEN / record_id}: {reason}" in caplog.text
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+# --- 5. errors -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["", "cifar10", "tfds:", "tfds:Cifar10", "tfds:a:b:c",
+                                  "imagefolder:", "folder:/tmp", " tfds:cifar10"])
+def test_bad_data_strings_are_rejected_naming_the_input(spec):
+    with pytest.raises(ValueError) as error:
+        ds.parse_data(spec)
+    assert f"invalid data {spec!r}: expected 'tfds:NAME[:CONFIG]'" in str(error.value)
+    assert "'imagefolder:PATH'" in str(error.value)
+
+
+def test_data_strings_parse():
+    assert ds.parse_data("tfds:cifar10") == ds.DataSource("tfds", name="cifar10")
+    assert ds.parse_data("tfds:emnist:balanced") == ds.DataSource("tfds", name="emnist/balanced")
+    assert ds.parse_data(f"imagefolder:{PETS}") == ds.DataSource("imagefolder", path=str(PETS))
+    assert ds.parse_data("imagefolder:rel/dir").path == os.path.abspath("rel/dir")
+
+
+def test_component_and_executor_reject_a_bad_data_string(tmp_path):
+    with pytest.raises(ValueError, match="invalid data 'cifar10'"):
+        eg.ImageExampleGen(data="cifar10")
+    with pytest.raises(ValueError, match="eval_fraction must be between 0 and 1"):
+        eg.ImageExampleGen(data="tfds:cifar10", eval_fraction=1.0)
+    with pytest.raises(ValueError, match="train_limit must be a positive integer, got 0"):
+        eg.ImageExampleGen(data="tfds:cifar10", train_limit=0)
+    with pytest.raises(ValueError, match="invalid data 'cifar10'"):
+        run_executor(tmp_path, "cifar10")
+
+
+def test_missing_folder_fails_before_beam_runs(tmp_path):
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(ValueError, match=re.escape(f"image folder '{missing}' does not exist")):
+        run_executor(tmp_path, f"imagefolder:{missing}")
+    assert os.listdir(tmp_path / "examples") == []
+
+
+@pytest.mark.parametrize("data, message", [
+    ("tfds:no_such_data_set_xyz", "unknown tfds data set 'no_such_data_set_xyz'"),
+    ("tfds:example_gen_test_pets:bogus",
+     "cannot open tfds data set 'example_gen_test_pets/bogus': .*BuilderConfig bogus not found"),
+])
+def test_unknown_tfds_name_or_config_is_rejected_naming_it(tmp_path, data, message):
+    with pytest.raises(ValueError, match=message):
+        run_executor(tmp_path, data, tfds_data_dir=str(tmp_path))
+
+
+def test_tfds_set_without_image_feature_is_rejected_naming_its_features(tmp_path):
+    with pytest.raises(ValueError, match="'example_gen_test_text' is not an image classification "
+                                         "set.*has text: Text, label: ClassLabel"):
+        ds.open_tfds("example_gen_test_text", data_dir=str(tmp_path))
+
+
+def test_zero_valid_images_fail_naming_the_data_set(tmp_path):
+    folder = tmp_path / "junk" / "cls"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_text("not an image")
+    (folder / "b.png").write_bytes(b"")
+    data = f"imagefolder:{tmp_path / 'junk'}"
+    with pytest.raises(ValueError, match=re.escape(f"no valid images in data '{data}'")):
+        run_executor(tmp_path, data)
+
+
+@pytest.mark.parametrize("folders, message", [
+    (["train/cat", "extra/cat"], r"mixes split folders \['train'\] with other folders \['extra'\]"),
+    (["validation/cat"], r"has split folders \['validation'\] but no 'train'"),
+    ([], "has no class folders"),
+])
+def test_bad_folder_layouts_are_rejected_naming_the_folder(tmp_path, folders, message):
+    for folder in folders:
+        (tmp_path / folder).mkdir(parents=True)
+    with pytest.raises(ValueError, match=re.escape(f"image folder '{tmp_path}' ") + message):
+        ds.list_imagefolder(str(tmp_path))
+
+
+# --- splits and listing (pure Python) --------------------------------------------------------
+
+def test_split_names_map_onto_train_and_eval():
+    assert [ds.logical_split(name) for name in ("train", "test", "validation", "val", "eval",
+                                                "valid")] == ["train"] + ["eval"] * 5
+    with pytest.raises(ValueError, match="unknown split 'extra'"):
+        ds.SplitPlan.of(["train", "extra"])
+    plan = ds.SplitPlan.of(["train", "test", "validation"])
+    assert plan.sources_for("eval") == ("test", "validation")
+    assert plan.assign("any", "train") == "train"
+    hashed = ds.SplitPlan.of(["train"], eval_fraction=0.2)
+    assert hashed.sources_for("eval") == ("train",)
+    assert {hashed.assign(f"{n}", "train") for n in range(100)} == {"train", "eval"}
+
+
+def test_listing_ignores_hidden_entries_and_reads_nested_files(tmp_path):
+    for path in ("b/.DS_Store", "b/x.png", "b/sub/y.png", "a/.hidden/z.png", ".git/HEAD"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"")
+    folder = ds.list_imagefolder(str(tmp_path))
+    assert folder.labels == ("a", "b")
+    assert [(f.id, f.label, f.source_split) for f in folder.files] == [
+        ("b/sub/y.png", 1, "train"), ("b/x.png", 1, "train")]
