@@ -59,6 +59,80 @@ def _gradients(args: argparse.Namespace) -> int:
     return 0
 
 
+DATA_ARTIFACTS = (  # (component id, output key) printed by `ablation ingest`
+    ("ImageExampleGen", "examples"), ("StatisticsGen", "statistics"),
+    ("SchemaCurator", "curated_schema"), ("ExampleValidator", "anomalies"),
+    ("Transform", "transform_graph"))
+
+
+def _config_from(args: argparse.Namespace, base):
+    """`base` with the flags the user gave applied; relative paths resolved from the CWD."""
+    import os
+    import shlex
+
+    from pipeline import config as config_lib
+
+    data = args.data
+    if data and data.startswith("imagefolder:") and not os.path.isabs(data[len("imagefolder:"):]):
+        data = "imagefolder:" + os.path.abspath(data[len("imagefolder:"):])
+    root = getattr(args, "pipeline_root", None) or getattr(args, "output", None)
+    if root and "://" not in root:
+        root = os.path.abspath(root)
+    return config_lib.with_overrides(
+        base, data=data, image_size=args.image_size, train_limit=args.train_limit,
+        pipeline_root=root, beam_args=tuple(shlex.split(args.beam_args)) if args.beam_args else None,
+        models=tuple(args.models.split(",")) if getattr(args, "models", None) else None,
+        seeds=getattr(args, "seeds", None), epochs=getattr(args, "epochs", None))
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from pipeline import artifacts, config as config_lib, local_runner
+
+    base = config_lib.PipelineConfig(profile="ingest", pipeline_name="resnet-ablation-ingest")
+    config = _config_from(args, base)
+    local_runner.run(config, data_only=True)
+    store = artifacts.open_store(config.pipeline_root)
+    uris = {key: artifacts.latest_outputs(store, config.pipeline_name, component, key)[0].uri
+            for component, key in DATA_ARTIFACTS}
+    for key, uri in uris.items():
+        print(f"{key:<16} {uri}")
+    examples = uris["examples"]
+    with open(os.path.join(examples, "skipped.json")) as file:
+        counts = json.load(file)
+    for split, count in counts["examples"].items():
+        skipped = counts.get(split, {})
+        detail = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items())) or "none"
+        print(f"split {split}: {count} examples, skipped {sum(skipped.values())} ({detail})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline import config as config_lib, local_runner
+
+    local_runner.run(_config_from(args, config_lib.load_profile(args.profile)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from components import report
+
+    paths = report.render_from_pipeline_root(args.pipeline_root, args.output)
+    print(paths["markdown"].read_text())
+    for kind, path in paths.items():
+        print(f"{kind:<9} {path}")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from kubeflow import runner
+
+    runner.run(args)  # args.engine is "kubeflow", the only engine argparse accepts
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from components.model_specs import MODEL_NAMES
 
@@ -95,12 +169,68 @@ def build_parser() -> argparse.ArgumentParser:
     gradients.add_argument("--num-classes", type=positive, default=1000)
     gradients.add_argument("--seed", type=int, default=0)
     gradients.set_defaults(func=_gradients)
+
+    def data_flags(command, root_flag: str, required: bool) -> None:
+        command.add_argument("--data", required=required, help="tfds:NAME[:CONFIG] or imagefolder:PATH")
+        command.add_argument("--image-size", type=positive, help="square size images are resized to")
+        command.add_argument("--train-limit", type=positive, help="train on this many images only")
+        command.add_argument(root_flag, required=required,
+                             help="pipeline root (pipeline outputs and MLMD)")
+        command.add_argument("--beam-args", metavar='"ARGS"',
+                             help='Beam pipeline arguments as one string, e.g. '
+                                  '--beam-args="--direct_running_mode=in_memory"')
+
+    ingest = commands.add_parser(
+        "ingest", help="run the data half (ExampleGen .. Transform) and print its artifacts")
+    data_flags(ingest, "--output", required=True)
+    ingest.set_defaults(image_size=224)
+    ingest.set_defaults(func=_ingest)
+
+    run = commands.add_parser("run", help="run the whole ablation pipeline locally")
+    run.add_argument("--profile", default="smoke", help="a file in pipeline/profiles (default smoke)")
+    data_flags(run, "--pipeline-root", required=False)
+    run.add_argument("--models", help="comma-separated model names")
+    run.add_argument("--epochs", type=positive)
+    run.add_argument("--seeds", type=positive, help="train every variant with seeds 0..K-1")
+    run.set_defaults(func=_run)
+
+    report = commands.add_parser(
+        "report", help="re-render the ablation report from a finished pipeline root")
+    report.add_argument("pipeline_root", type=pathlib.Path, metavar="PATH")
+    report.add_argument("--output", type=pathlib.Path,
+                        help="where to write the report (default PATH/report)")
+    report.set_defaults(func=_report)
+
+    compile_ = commands.add_parser(
+        "compile", help="compile the pipeline for Kubeflow Pipelines v2 (KFP or Vertex AI)")
+    compile_.add_argument("--engine", choices=["kubeflow"], default="kubeflow",
+                          help="orchestrator to compile for (default kubeflow)")
+    compile_.add_argument("--output", required=True,
+                          help="spec file: .yaml (KFP pipeline package) or .json (Vertex AI)")
+    compile_.add_argument("--profile", default="smoke",
+                          help="a file in pipeline/profiles (default smoke)")
+    compile_.add_argument("--image", default="resnet-ablation:latest",
+                          help="container image of every task (build it from kubeflow/Dockerfile)")
+    compile_.add_argument("--pipeline-root",
+                          help="gs://BUCKET/PATH (default: the profile's, if it is a URI)")
+    compile_.add_argument("--gpus", type=int, default=1, help="GPUs per Trainer task (default 1)")
+    compile_.add_argument("--gpu-type", default="nvidia.com/gpu",
+                          help="accelerator type (default nvidia.com/gpu; Vertex AI: e.g. "
+                               "NVIDIA_TESLA_T4)")
+    compile_.set_defaults(func=_compile)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    from pipeline.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"ablation {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

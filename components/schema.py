@@ -1,0 +1,54 @@
+"""SchemaCurator: adds what inference cannot know to the schema SchemaGen inferred.
+
+SchemaGen sees ``label`` as a plain integer and ``image`` as opaque bytes. The curated schema
+states the label's domain [0, num_classes) from the class list ExampleGen stored with the
+Examples (``labels.json``), marks ``image`` as an image domain, and requires both in every
+example. ExampleValidator and Transform consume the curated schema.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.types import standard_artifacts
+
+from components.preprocessing import IMAGE_KEY, LABEL_KEY
+
+SCHEMA_FILE = "schema.pbtxt"
+LABELS_FILE = "labels.json"
+
+
+def read_labels(examples_uri: str) -> list[str]:
+    """The class names ExampleGen stored with an Examples artifact, in label order."""
+    with tf.io.gfile.GFile(os.path.join(examples_uri, LABELS_FILE)) as file:
+        return json.load(file)["names"]
+
+
+def curate(schema, num_classes: int):
+    """Returns a copy of `schema` with the label domain and image domain set, both required."""
+    curated = type(schema)()
+    curated.CopyFrom(schema)
+    label = tfdv.get_feature(curated, LABEL_KEY)
+    label.int_domain.min = 0
+    label.int_domain.max = num_classes - 1
+    image = tfdv.get_feature(curated, IMAGE_KEY)
+    image.ClearField("domain_info")
+    image.image_domain.SetInParent()
+    for feature in (label, image):
+        feature.presence.min_fraction = 1.0
+    return curated
+
+
+@tfx.dsl.components.component
+def SchemaCurator(  # noqa: N802  (TFX component factories are named like classes)
+    schema: InputArtifact[standard_artifacts.Schema],
+    examples: InputArtifact[standard_artifacts.Examples],
+    curated_schema: OutputArtifact[standard_artifacts.Schema],
+) -> None:
+    """TFX component: writes ``curate(schema, len(labels))`` as the curated schema."""
+    inferred = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE))
+    result = curate(inferred, len(read_labels(examples.uri)))
+    tfdv.write_schema_text(result, os.path.join(curated_schema.uri, SCHEMA_FILE))

@@ -1,0 +1,69 @@
+"""Reading a pipeline root's ML Metadata: what the last run did and which artifacts it made."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+METADATA_FILE = "metadata.sqlite"
+_Execution = metadata_store_pb2.Execution
+_STATES = {_Execution.COMPLETE: "ran", _Execution.CACHED: "cached", _Execution.FAILED: "failed",
+           _Execution.RUNNING: "running", _Execution.CANCELED: "canceled"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentRun:
+    """One component's execution in a pipeline run."""
+
+    component: str
+    state: str  # ran, cached, failed, running, canceled
+    seconds: float
+
+
+def open_store(pipeline_root: str) -> metadata_store.MetadataStore:
+    """Opens <pipeline_root>/metadata.sqlite; raises FileNotFoundError if it is absent."""
+    path = os.path.join(pipeline_root, METADATA_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{pipeline_root}: no {METADATA_FILE} there; is it a pipeline root?")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    return metadata_store.MetadataStore(config)
+
+
+def _node_name(store, execution_id: int) -> str:
+    node = next(c for c in store.get_contexts_by_execution(execution_id) if c.type == "node")
+    return node.name.split(".", 1)[1]  # "<pipeline>.<component id>"
+
+
+def last_run(store: metadata_store.MetadataStore, pipeline_name: str) -> list[ComponentRun]:
+    """The components of `pipeline_name`'s newest run, in execution order."""
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")
+            if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))]
+    if not runs:
+        return []
+    executions = sorted(store.get_executions_by_context(max(runs, key=lambda c: c.id).id),
+                        key=lambda e: e.id)
+    return [ComponentRun(_node_name(store, e.id), _STATES.get(e.last_known_state, "unknown"),
+                         (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
+            for e in executions]
+
+
+def latest_outputs(store: metadata_store.MetadataStore, pipeline_name: str, component_id: str,
+                   key: str) -> list[metadata_store_pb2.Artifact]:
+    """Output `key` of the newest successful (run or cached) execution of a component."""
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{component_id}")
+    if context is None:
+        return []
+    done = [e for e in store.get_executions_by_context(context.id)
+            if e.last_known_state in (_Execution.COMPLETE, _Execution.CACHED)]
+    if not done:
+        return []
+    events = store.get_events_by_execution_ids([max(done, key=lambda e: e.id).id])
+    ids = [e.artifact_id for e in events
+           if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+           and e.path.steps and e.path.steps[0].key == key]
+    return list(store.get_artifacts_by_id(ids))

@@ -1,0 +1,120 @@
+"""Runs the pipeline with TFX's LocalDagRunner; also the file the ``tfx`` CLI's local engine runs.
+
+``tfx pipeline create --engine=local --pipeline_path=pipeline/local_runner.py`` executes this
+file to find the pipeline; ``tfx run create --engine=local --pipeline_name=NAME`` runs it. The
+profile comes from ``ABLATION_PROFILE`` (default: smoke), optionally overridden by the JSON
+config in ``ABLATION_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import re
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a file by the tfx CLI: make the repo importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from pipeline import config as config_lib  # noqa: E402
+
+CONFIG_ENV, PROFILE_ENV = "ABLATION_CONFIG", "ABLATION_PROFILE"
+DEFAULT_PROFILE = "smoke"
+
+
+class _Progress(logging.Handler):
+    """Prints a line as LocalDagRunner starts each component (timings come from MLMD after)."""
+
+    _PATTERN = re.compile(r"Component (\S+) is running\.")
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self._PATTERN.match(record.getMessage())
+        if match:
+            print(f"[{time.strftime('%H:%M:%S')}] {match.group(1)} ...", flush=True)
+
+
+@contextlib.contextmanager
+def _component_progress():
+    """Routes TFX's INFO progress records to _Progress without printing the rest of INFO."""
+    absl_logger = logging.getLogger("absl")
+    progress = _Progress()
+    quiet = [(h, h.level) for h in logging.getLogger().handlers]
+    for handler, _ in quiet:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    previous_level = absl_logger.level
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.addHandler(progress)
+    try:
+        yield progress
+    finally:
+        absl_logger.removeHandler(progress)
+        absl_logger.setLevel(previous_level)
+        for handler, level in quiet:
+            handler.setLevel(level)
+
+
+def store_effective_config(config: config_lib.PipelineConfig) -> pathlib.Path | None:
+    """Writes the effective config to <root>/configs/<fingerprint>.json (local roots only)."""
+    if "://" in config.pipeline_root:
+        return None
+    path = pathlib.Path(config.pipeline_root, "configs", f"{config.fingerprint()}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.to_json())
+    return path
+
+
+def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
+    """Validates `config`, runs the pipeline locally, prints and returns what each component did."""
+    from tfx import v1 as tfx
+
+    from pipeline import artifacts
+    from pipeline.pipeline import create_pipeline
+
+    config_lib.validate(config)
+    stored = store_effective_config(config)
+    print(f"Pipeline {config.pipeline_name} (profile {config.profile}), root {config.pipeline_root}"
+          + (f", config {stored}" if stored else ""), flush=True)
+    started = time.perf_counter()
+    with _component_progress():
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, data_only=data_only))
+    runs = artifacts.last_run(artifacts.open_store(config.pipeline_root), config.pipeline_name)
+    for component in runs:
+        print(f"  {component.component:<40} {component.state:<7} {component.seconds:8.1f} s")
+    cached = sum(component.state == "cached" for component in runs)
+    print(f"Pipeline finished in {time.perf_counter() - started:.1f} s "
+          f"({len(runs)} components, {cached} from cache)", flush=True)
+    if not data_only:
+        print_report(config)
+    return runs
+
+
+def print_report(config: config_lib.PipelineConfig) -> None:
+    """Prints the newest AblationReport's markdown table and verdicts, with its location."""
+    from components.report import REPORT_FILES
+    from pipeline import artifacts
+
+    store = artifacts.open_store(config.pipeline_root)
+    report = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    if report:
+        print()
+        print(pathlib.Path(report[0].uri, REPORT_FILES["markdown"]).read_text())
+        print(f"Report: {pathlib.Path(report[0].uri, REPORT_FILES['html'])}")
+
+
+def config_from_environment() -> config_lib.PipelineConfig:
+    """The config the tfx CLI path runs: ABLATION_CONFIG (JSON) or ABLATION_PROFILE."""
+    if os.environ.get(CONFIG_ENV):
+        return config_lib.from_dict(json.loads(pathlib.Path(os.environ[CONFIG_ENV]).read_text()))
+    return config_lib.load_profile(os.environ.get(PROFILE_ENV, DEFAULT_PROFILE))
+
+
+if __name__ == "__main__":
+    # Under `tfx pipeline create`, the CLI patches LocalDagRunner.run to capture the pipeline.
+    run(config_from_environment())

@@ -1,0 +1,114 @@
+"""The pipeline definition: ``create_pipeline(config)`` for every runner (local, Kubeflow).
+
+ImageExampleGen -> StatisticsGen -> SchemaGen -> SchemaCurator -> ExampleValidator ->
+Transform -> one Trainer per (variant, seed) -> one Evaluator per residual/plain pair (or per
+unpaired variant) -> AblationReport. All Trainers share the same examples, Transform graph,
+schema and TrainingConfig; they differ only in the model name and seed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tfx import v1 as tfx
+
+from components.evaluation import eval_config
+from components.example_gen import ImageExampleGen
+from components.schema import SchemaCurator
+from components.trainer import trainer_custom_config
+from pipeline.config import PipelineConfig
+
+PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+
+
+def _suffix(config: PipelineConfig, seed: int) -> str:
+    return f".seed{seed}" if config.seeds > 1 else ""
+
+
+def data_components(config: PipelineConfig) -> dict[str, object]:
+    """The data half, keyed by role: examples, statistics, schema, validation, transform."""
+    example_gen = ImageExampleGen(
+        data=config.data, eval_fraction=config.eval_fraction, train_limit=config.train_limit,
+        tfds_data_dir=config.tfds_data_dir, tfds_download_dir=config.tfds_download_dir,
+        tfds_manual_dir=config.tfds_manual_dir)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True,
+        exclude_splits=["eval"])  # the schema describes train; eval is validated against it
+    curator = SchemaCurator(schema=schema_gen.outputs["schema"],
+                            examples=example_gen.outputs["examples"])
+    validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=curator.outputs["curated_schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=curator.outputs["curated_schema"],
+        preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
+        custom_config={"image_size": config.image_size})
+    return {"example_gen": example_gen, "statistics_gen": statistics_gen,
+            "schema_gen": schema_gen, "schema_curator": curator,
+            "example_validator": validator, "transform": transform}
+
+
+def training_components(config: PipelineConfig, data: dict[str, object],
+                        num_classes: int) -> dict[str, object]:
+    """Trainers, Evaluators and the report, keyed by component id."""
+    from components.report import AblationReport
+
+    examples = data["example_gen"].outputs["examples"]
+    schema = data["schema_curator"].outputs["curated_schema"]
+    trainers, evaluators = {}, {}
+    for seed in range(config.seeds):
+        suffix = _suffix(config, seed)
+        for model in config.models:
+            trainer_id = f"Trainer.{model}{suffix}"
+            trainer = tfx.components.Trainer(
+                run_fn=RUN_FN, examples=examples, schema=schema,
+                transform_graph=data["transform"].outputs["transform_graph"],
+                custom_config=trainer_custom_config(
+                    model, seed, config.training,
+                    os.path.join(config.pipeline_root, "checkpoints", trainer_id)),
+            ).with_id(trainer_id)
+            trainer.outputs["model_run"].additional_custom_properties = {
+                "model_name": model, "seed": seed}
+            trainers[model, seed] = trainer
+        paired = {name for pair in config.pairs for name in pair}
+        groups = config.pairs + [(model, None) for model in config.models if model not in paired]
+        for model, baseline in groups:
+            evaluator_id = f"Evaluator.{model}" + (f"_vs_{baseline}" if baseline else "") + suffix
+            evaluator = tfx.components.Evaluator(
+                examples=examples, model=trainers[model, seed].outputs["model"],
+                baseline_model=trainers[baseline, seed].outputs["model"] if baseline else None,
+                eval_config=eval_config(model, num_classes, baseline),
+                example_splits=["eval"],
+            ).with_id(evaluator_id)
+            evaluator.outputs["evaluation"].additional_custom_properties = {
+                "model_name": model, "baseline_model_name": baseline or "", "seed": seed}
+            evaluators[evaluator_id] = evaluator
+    report = AblationReport(
+        model_runs=[t.outputs["model_run"] for t in trainers.values()],
+        evaluations=[e.outputs["evaluation"] for e in evaluators.values()],
+    ).with_id("AblationReport")
+    return {**{t.id: t for t in trainers.values()}, **evaluators, report.id: report}
+
+
+def create_pipeline(config: PipelineConfig, *, data_only: bool = False) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for `config`; `data_only` stops after Transform (``ablation ingest``)."""
+    from components.data_source import class_names, parse_data
+
+    data = data_components(config)
+    components = list(data.values())
+    if not data_only:
+        num_classes = len(class_names(parse_data(config.data), config.tfds_data_dir))
+        components += list(training_components(config, data, num_classes).values())
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=True,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path),
+        beam_pipeline_args=list(config.beam_args or DEFAULT_BEAM_ARGS),
+    )
