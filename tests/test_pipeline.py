@@ -1,0 +1,155 @@
+"""The pipeline as users run it: the ingest command, data validation, a whole tiny study, caching,
+lineage, and configuration errors."""
+
+import csv
+import dataclasses
+import os
+import pathlib
+import shutil
+
+import pytest
+import tensorflow_model_analysis as tfma
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from components import cli
+from pipeline import artifacts, config as config_lib, local_runner
+from pipeline.config import ConfigError, PipelineConfig, TrainingConfig
+from tests.conftest import IN_MEMORY, REPO, SMOKE_DATA, ingest
+
+CATS_VS_DOGS = REPO.parent / "shared" / "datasets" / "cats_vs_dogs"
+
+
+def _tree_bytes(path: str) -> int:
+    return sum(f.stat().st_size for f in pathlib.Path(path).rglob("*") if f.is_file())
+
+
+def test_ingest_command_on_cats_vs_dogs(tmp_path, capsys):
+    root = tmp_path / "root"
+    assert cli.main(["ingest", "--data", f"imagefolder:{CATS_VS_DOGS}", "--output", str(root),
+                     "--image-size", "48", "--beam-args=--direct_running_mode=in_memory"]) == 0
+    out = capsys.readouterr().out
+    assert "split train: 700 examples, skipped 0" in out
+    assert "split eval: 200 examples, skipped 0" in out
+    printed = {line.split()[0]: line.split()[1] for line in out.splitlines()
+               if line.split() and line.split()[0] in
+               ("examples", "statistics", "curated_schema", "anomalies", "transform_graph")}
+    assert len(printed) == 5 and all(os.path.isdir(uri) for uri in printed.values())
+    # all artifacts of ingestion + validation + Transform stay under 1.5x the raw images
+    raw = _tree_bytes(str(CATS_VS_DOGS)) - (CATS_VS_DOGS / "SHA256SUMS").stat().st_size
+    made = sum(_tree_bytes(d) for d in root.iterdir() if d.is_dir() and d.name != "configs")
+    assert made < 1.5 * raw, (made, raw)
+
+
+def _anomalies(uri: str, split: str) -> anomalies_pb2.Anomalies:
+    return anomalies_pb2.Anomalies.FromString(
+        pathlib.Path(uri, f"Split-{split}", "SchemaDiff.pb").read_bytes())
+
+
+def test_eval_label_never_seen_in_train_is_an_anomaly(tmp_path):
+    folder = tmp_path / "images"
+    pngs = sorted((SMOKE_DATA / "train").rglob("*.png"))
+    layout = {"train": ("cat", "dog"), "test": ("cat", "dog", "frog")}
+    for split, classes in layout.items():
+        for index, name in enumerate(classes):
+            (folder / split / name).mkdir(parents=True)
+            for png in pngs[index * 6:(index + 1) * 6]:
+                shutil.copy(png, folder / split / name / png.name)
+    result = ingest(tmp_path / "root", data=f"imagefolder:{folder}", train_limit=None)
+    train, eval_ = _anomalies(result.anomalies, "train"), _anomalies(result.anomalies, "eval")
+    assert not train.anomaly_info
+    assert "label_name" in eval_.anomaly_info
+    reasons = [r.type for r in eval_.anomaly_info["label_name"].reason]
+    assert anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES in reasons
+
+
+TINY = PipelineConfig(
+    profile="test", pipeline_name="test-study", data=f"imagefolder:{SMOKE_DATA}", image_size=32,
+    models=("cifar_resnet20", "cifar_plain20"), train_limit=64, beam_args=IN_MEMORY,
+    training=TrainingConfig(epochs=1, batch_size=16, steps_per_epoch=2, warmup_epochs=0))
+
+
+def _states(config):
+    store = artifacts.open_store(config.pipeline_root)
+    return {run.component: run.state for run in artifacts.last_run(store, config.pipeline_name)}
+
+
+def _lineage_inputs(store, artifact_id: int, key: str) -> list:
+    """Artifacts that the execution producing `artifact_id` read as input `key`."""
+    producer = [e for e in store.get_events_by_artifact_ids([artifact_id])
+                if e.type == e.OUTPUT][0].execution_id
+    ids = [e.artifact_id for e in store.get_events_by_execution_ids([producer])
+           if e.type == e.INPUT and e.path.steps[0].key == key]
+    return store.get_artifacts_by_id(ids)
+
+
+def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
+    config = dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root"))
+    local_runner.run(config)
+    out = capsys.readouterr().out
+    assert "| cifar_resnet20 |" in out and "Report: " in out
+    assert set(_states(config).values()) == {"ran"}
+    assert len(_states(config)) == 10  # 6 data components, 2 Trainers, 1 Evaluator, report
+
+    store = artifacts.open_store(config.pipeline_root)
+    [report] = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    [evaluation] = artifacts.latest_outputs(store, config.pipeline_name,
+                                            "Evaluator.cifar_resnet20_vs_cifar_plain20", "evaluation")
+    with open(os.path.join(report.uri, "ablation.csv")) as file:
+        rows = {row["model"]: row for row in csv.DictReader(file)}
+    assert set(rows) == {"cifar_resnet20", "cifar_plain20"}
+    for model in rows:
+        metrics = tfma.load_eval_result(evaluation.uri, model_name=model).get_metrics_for_slice()
+        assert float(rows[model]["val_accuracy"]) == pytest.approx(
+            metrics["accuracy"]["doubleValue"], abs=1e-6)
+    assert float(rows["cifar_resnet20"]["delta_vs_plain"]) == pytest.approx(
+        float(rows["cifar_resnet20"]["val_accuracy"]) - float(rows["cifar_plain20"]["val_accuracy"]),
+        abs=1e-6)
+    assert rows["cifar_plain20"]["delta_vs_plain"] == ""
+
+    # lineage: report <- every ModelRun <- its Trainer <- the Examples
+    [examples] = artifacts.latest_outputs(store, config.pipeline_name, "ImageExampleGen", "examples")
+    runs = [a for key in ("model_runs_0", "model_runs_1")
+            for a in _lineage_inputs(store, report.id, key)]
+    assert sorted(a.custom_properties["model_name"].string_value for a in runs) == sorted(rows)
+    for run in runs:
+        assert [a.id for a in _lineage_inputs(store, run.id, "examples")] == [examples.id]
+
+    # unchanged: nothing executes
+    local_runner.run(config)
+    assert set(_states(config).values()) == {"cached"}
+
+    # only the epoch count changed: only training, evaluation and the report run again
+    local_runner.run(config_lib.with_overrides(config, epochs=2))
+    states = _states(config)
+    assert {c for c, s in states.items() if s == "ran"} == {
+        "Trainer.cifar_resnet20", "Trainer.cifar_plain20",
+        "Evaluator.cifar_resnet20_vs_cifar_plain20", "AblationReport"}
+    assert {c for c, s in states.items() if s == "cached"} == {
+        "ImageExampleGen", "StatisticsGen", "SchemaGen", "SchemaCurator", "ExampleValidator",
+        "Transform"}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"models": ("resnet51",)}, "unknown model(s) resnet51; valid: resnet18"),
+    ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+    ({"image_size": -3}, "image_size must be a positive integer, got -3"),
+    ({"data": "s3:bucket"}, "invalid data 's3:bucket'"),
+    ({"pipeline_root": "{tmp}/a-file/root"}, "pipeline root {tmp}/a-file/root is not writable"),
+])
+def test_invalid_configuration_fails_before_anything_runs(tmp_path, overrides, message):
+    (tmp_path / "a-file").write_text("not a directory")
+    overrides = {k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v
+                 for k, v in overrides.items()}
+    message = message.replace("{tmp}", str(tmp_path))
+    config = config_lib.with_overrides(
+        dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root")), **overrides)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        local_runner.run(config)
+    assert not (tmp_path / "root").exists()
+
+
+def test_cli_reports_bad_profile_in_one_line(capsys):
+    assert cli.main(["run", "--profile", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("ablation run: unknown profile 'nope'; available: cats_vs_dogs, cifar10, "
+                   "cifar_paper, smoke")
