@@ -133,6 +133,18 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from pipeline import artifacts
+
+    runs = artifacts.pipeline_runs(artifacts.open_store(str(args.pipeline_root)))
+    print(f"{'pipeline':<32}{'run':<30}{'ran':>5}{'cached':>8}{'failed':>8}{'seconds':>10}")
+    for pipeline_name, run_id, components in runs:
+        count = lambda state: sum(c.state == state for c in components)  # noqa: E731
+        print(f"{pipeline_name:<32}{run_id:<30}{count('ran'):>5}{count('cached'):>8}"
+              f"{count('failed'):>8}{sum(c.seconds for c in components):>10.1f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from components.model_specs import MODEL_NAMES
 
@@ -201,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write the report (default PATH/report)")
     report.set_defaults(func=_report)
 
+    runs = commands.add_parser(
+        "runs", help="list the runs recorded in a pipeline root's ML Metadata (local engine)")
+    runs.add_argument("pipeline_root", type=pathlib.Path, metavar="PATH")
+    runs.set_defaults(func=_runs)
+
     compile_ = commands.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (KFP or Vertex AI)")
     compile_.add_argument("--engine", choices=["kubeflow"], default="kubeflow",
@@ -217,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--gpu-type", default="nvidia.com/gpu",
                           help="accelerator type (default nvidia.com/gpu; Vertex AI: e.g. "
                                "NVIDIA_TESLA_T4)")
+    compile_.add_argument("--beam-args", metavar='"ARGS"',
+                          help="Beam pipeline arguments as one string, replacing the profile's")
     compile_.set_defaults(func=_compile)
     return parser
 

@@ -459,7 +459,7 @@ class AblationReportArtifact(Artifact):
     The type name has the ``namespace.Name`` form Kubeflow V2 requires of custom artifact types.
     """
 
-    TYPE_NAME = "resnet_ablation.AblationReport"
+    TYPE_NAME = "components.AblationReportArtifact"
 
 
 RUNS_KEY, EVALUATIONS_KEY, REPORT_KEY = "model_runs", "evaluations", "report"

@@ -39,14 +39,30 @@ def _node_name(store, execution_id: int) -> str:
     return node.name.split(".", 1)[1]  # "<pipeline>.<component id>"
 
 
+def last_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> int | None:
+    """MLMD id of `pipeline_name`'s newest pipeline_run context, or None."""
+    runs = [c.id for c in store.get_contexts_by_type("pipeline_run")
+            if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))]
+    return max(runs, default=None)
+
+
+def pipeline_runs(store: metadata_store.MetadataStore) -> list[tuple[str, str, list[ComponentRun]]]:
+    """Every recorded run, oldest first: (pipeline name, run id, its components)."""
+    runs = []
+    for context in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id):
+        parents = [p.name for p in store.get_parent_contexts_by_context(context.id)]
+        runs.append((parents[0] if parents else "?", context.name, _components(store, context.id)))
+    return runs
+
+
 def last_run(store: metadata_store.MetadataStore, pipeline_name: str) -> list[ComponentRun]:
     """The components of `pipeline_name`'s newest run, in execution order."""
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")
-            if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))]
-    if not runs:
-        return []
-    executions = sorted(store.get_executions_by_context(max(runs, key=lambda c: c.id).id),
-                        key=lambda e: e.id)
+    run_id = last_run_id(store, pipeline_name)
+    return [] if run_id is None else _components(store, run_id)
+
+
+def _components(store: metadata_store.MetadataStore, run_id: int) -> list[ComponentRun]:
+    executions = sorted(store.get_executions_by_context(run_id), key=lambda e: e.id)
     return [ComponentRun(_node_name(store, e.id), _STATES.get(e.last_known_state, "unknown"),
                          (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
             for e in executions]

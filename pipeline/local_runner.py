@@ -82,8 +82,11 @@ def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     print(f"Pipeline {config.pipeline_name} (profile {config.profile}), root {config.pipeline_root}"
           + (f", config {stored}" if stored else ""), flush=True)
     started = time.perf_counter()
+    previous_run = _last_run_id(config)
     with _component_progress():
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config, data_only=data_only))
+    if _last_run_id(config) == previous_run:  # `tfx pipeline create` only reads the pipeline
+        return []
     runs = artifacts.last_run(artifacts.open_store(config.pipeline_root), config.pipeline_name)
     for component in runs:
         print(f"  {component.component:<40} {component.state:<7} {component.seconds:8.1f} s")
@@ -93,6 +96,15 @@ def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     if not data_only:
         print_report(config)
     return runs
+
+
+def _last_run_id(config: config_lib.PipelineConfig) -> int | None:
+    from pipeline import artifacts
+
+    try:
+        return artifacts.last_run_id(artifacts.open_store(config.pipeline_root), config.pipeline_name)
+    except FileNotFoundError:
+        return None
 
 
 def print_report(config: config_lib.PipelineConfig) -> None:

@@ -94,8 +94,12 @@ def training_components(config: PipelineConfig, data: dict[str, object],
     return {**{t.id: t for t in trainers.values()}, **evaluators, report.id: report}
 
 
-def create_pipeline(config: PipelineConfig, *, data_only: bool = False) -> tfx.dsl.Pipeline:
-    """The TFX pipeline for `config`; `data_only` stops after Transform (``ablation ingest``)."""
+def create_pipeline(config: PipelineConfig, *, data_only: bool = False,
+                    local_metadata: bool = True) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for `config`; `data_only` stops after Transform (``ablation ingest``).
+
+    `local_metadata` puts MLMD in SQLite under the pipeline root (local runs); Kubeflow
+    provides its own store, so the Kubeflow runner passes False."""
     from components.data_source import class_names, parse_data
 
     data = data_components(config)
@@ -108,7 +112,8 @@ def create_pipeline(config: PipelineConfig, *, data_only: bool = False) -> tfx.d
         pipeline_root=config.pipeline_root,
         components=components,
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+            if local_metadata else None),
         beam_pipeline_args=list(config.beam_args or DEFAULT_BEAM_ARGS),
     )
