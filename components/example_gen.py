@@ -49,6 +49,7 @@ LABELS_FILE, SKIPPED_FILE = "labels.json", "skipped.json"
 KEPT = "kept"
 FIRST_SKIPPED = 10  # paths listed in skipped.json and logged
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
+FILES_PER_CHUNK = 256  # image-folder files handed to a worker at a time
 
 _WORK_DIR_KEY = "_image_example_gen_work_dir"  # exec property: where splits write summaries
 _WORK_DIR_NAME = "_image_example_gen_work"  # under the Examples URI; removed after the run
@@ -155,9 +156,11 @@ def _folder_candidates(pipeline: beam.Pipeline, folder: ds.ImageFolder, plan: ds
     """The split's files, listed here (on the driver) and spread over workers."""
     files = [_Candidate(f.id, f.label, f.path) for f in folder.files
              if plan.assign(f.id, f.source_split) == split]
+    chunks = [tuple(files[i:i + FILES_PER_CHUNK]) for i in range(0, len(files), FILES_PER_CHUNK)]
     return (pipeline
-            | "ListFiles" >> beam.Create(files)
-            | "SpreadFiles" >> beam.Reshuffle())
+            | "ListFiles" >> beam.Create(chunks)  # chunks: fewer elements through the shuffle
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Unchunk" >> beam.FlatMap(lambda chunk: chunk))
 
 
 def _read_tfds_part(part: tuple[str, Any], source: ds.TfdsSource, plan: ds.SplitPlan,
@@ -210,7 +213,9 @@ def _to_example(candidate: _Candidate, labels: tuple[str, ...]):
     reason = ds.check_image(data)
     yield beam.pvalue.TaggedOutput(_OUTCOME, (reason or KEPT, candidate.where))
     if reason is None:
-        yield build_example(data, candidate.label, labels[candidate.label], candidate.id)
+        # serialized here: Beam moves bytes with a fast coder, protos by pickling
+        yield build_example(data, candidate.label, labels[candidate.label],
+                            candidate.id).SerializeToString()
 
 
 class _SummarizeOutcomes(beam.CombineFn):
@@ -246,10 +251,10 @@ def _summary_prefix(work_dir: str, split: str) -> str:
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  # noqa: N802
                     split_pattern: str) -> beam.PCollection:
-    """Reads logical split `split_pattern` ("train" or "eval") of the data set as tf.Examples.
+    """Reads logical split `split_pattern` ("train" or "eval") as serialized tf.Examples.
 
     When ``exec_properties`` names a work dir (``Executor.Do`` does), the split's outcome
     summary (see ``_SummarizeOutcomes``) is also written there as one JSON line.

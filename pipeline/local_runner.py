@@ -40,14 +40,27 @@ class _Progress(logging.Handler):
             print(f"[{time.strftime('%H:%M:%S')}] {match.group(1)} ...", flush=True)
 
 
+class _KnownNoise(logging.Filter):
+    """Drops TFX 1.21 warnings that every local run repeats and that need no action (ML
+    Metadata 1.21 removed ZetaSQL queries; TFX falls back to plain ones)."""
+
+    _MESSAGES = ("ArtifactQuery.property_predicate is not supported",
+                 "Fallback to non-ZetaSQL contexts execution query")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self._MESSAGES)
+
+
 @contextlib.contextmanager
 def _component_progress():
     """Routes TFX's INFO progress records to _Progress without printing the rest of INFO."""
     absl_logger = logging.getLogger("absl")
     progress = _Progress()
+    noise = _KnownNoise()
     quiet = [(h, h.level) for h in logging.getLogger().handlers]
     for handler, _ in quiet:
         handler.setLevel(max(handler.level, logging.WARNING))
+        handler.addFilter(noise)
     previous_level = absl_logger.level
     absl_logger.setLevel(logging.INFO)
     absl_logger.addHandler(progress)
@@ -58,6 +71,7 @@ def _component_progress():
         absl_logger.setLevel(previous_level)
         for handler, level in quiet:
             handler.setLevel(level)
+            handler.removeFilter(noise)
 
 
 def store_effective_config(config: config_lib.PipelineConfig) -> pathlib.Path | None:

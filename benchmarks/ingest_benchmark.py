@@ -1,0 +1,119 @@
+"""Ingestion benchmark: the data half of the pipeline on a whole image folder.
+
+Runs ImageExampleGen -> StatisticsGen -> SchemaGen -> SchemaCurator -> ExampleValidator ->
+Transform with LocalDagRunner and Beam's DirectRunner (multi-processing, one worker per core by
+default), then measures the baseline a user could write by hand in the same process: a plain
+Python loop that reads every file and writes its bytes to a gzipped TFRecord as a tf.Example
+with the same four features ExampleGen writes. Prints one JSON object on a line of its own,
+then one summary line.
+
+    .venv/bin/python benchmarks/ingest_benchmark.py [--data imagefolder:../shared/datasets/cifar10/png]
+        [--image-size 224] [--workdir /tmp/ingest-benchmark] [--beam-args "..."]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import shlex
+import shutil
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from pipeline import artifacts, config as config_lib, local_runner  # noqa: E402
+
+OUTPUTS = {  # component id -> output keys whose bytes on disk are reported
+    "ImageExampleGen": ("examples",), "StatisticsGen": ("statistics",),
+    "SchemaGen": ("schema",), "SchemaCurator": ("curated_schema",),
+    "ExampleValidator": ("anomalies",), "Transform": ("transform_graph",),
+}
+
+
+def tree_bytes(path: str) -> int:
+    return sum(f.stat().st_size for f in pathlib.Path(path).rglob("*") if f.is_file())
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process and of its largest finished child (Beam workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def baseline_seconds(folder: str, output: str) -> tuple[float, int]:
+    """Reads every image under `folder` and writes it as a tf.Example to one gzipped TFRecord."""
+    import tensorflow as tf
+
+    from components import data_source
+    from components.example_gen import build_example
+
+    started = time.perf_counter()
+    listing = data_source.list_imagefolder(folder)
+    with tf.io.TFRecordWriter(output, options="GZIP") as writer:
+        for file in listing.files:
+            with open(file.path, "rb") as handle:
+                image = handle.read()
+            example = build_example(image, file.label, listing.labels[file.label], file.id)
+            writer.write(example.SerializeToString())
+    return time.perf_counter() - started, len(listing.files)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="imagefolder:../shared/datasets/cifar10/png")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--workdir", default="/tmp/ingest-benchmark")
+    parser.add_argument("--beam-args", default="--direct_running_mode=multi_processing "
+                                               f"--direct_num_workers={os.cpu_count()}")
+    args = parser.parse_args()
+    source = args.data.split(":", 1)[1]
+    data = f"imagefolder:{os.path.abspath(source)}"
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    root = os.path.join(args.workdir, "pipeline")
+    config = config_lib.PipelineConfig(
+        profile="benchmark", pipeline_name="ingest-benchmark", data=data,
+        image_size=args.image_size, pipeline_root=root,
+        beam_args=tuple(shlex.split(args.beam_args)))
+
+    started = time.perf_counter()
+    runs = local_runner.run(config, data_only=True)
+    pipeline_seconds = time.perf_counter() - started
+
+    store = artifacts.open_store(root)
+    counts = json.loads(pathlib.Path(artifacts.latest_outputs(
+        store, config.pipeline_name, "ImageExampleGen", "examples")[0].uri, "skipped.json").read_text())
+    examples = sum(counts["examples"].values())
+    sizes = {f"{component}.{key}": tree_bytes(a.uri) for component, keys in OUTPUTS.items()
+             for key in keys for a in artifacts.latest_outputs(store, config.pipeline_name, component, key)}
+    raw_bytes = sum(os.path.getsize(f) for f in pathlib.Path(source).rglob("*") if f.is_file())
+
+    base_seconds, base_count = baseline_seconds(source, os.path.join(args.workdir, "baseline.tfrecord.gz"))
+    seconds = {run.component: run.seconds for run in runs}
+    result = {
+        "data": args.data, "examples": examples, "image_size": args.image_size,
+        "beam_args": args.beam_args, "cpus": os.cpu_count(),
+        "wall_seconds": round(pipeline_seconds, 1),
+        "component_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "examples_per_second": {k: round(examples / v, 1) for k, v in seconds.items() if v > 0},
+        "baseline_seconds": round(base_seconds, 1), "baseline_examples": base_count,
+        "ratio_examplegen_over_baseline": round(seconds["ImageExampleGen"] / base_seconds, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "raw_image_bytes": raw_bytes, "artifact_bytes": sizes,
+        "artifacts_over_raw": round(sum(sizes.values()) / raw_bytes, 3),
+    }
+    print(json.dumps(result))
+    print(f"ingest: {examples} images in {pipeline_seconds:.0f} s; ExampleGen "
+          f"{seconds['ImageExampleGen']:.0f} s vs plain loop {base_seconds:.0f} s "
+          f"(ratio {result['ratio_examplegen_over_baseline']}); StatisticsGen "
+          f"{seconds['StatisticsGen']:.0f} s; Transform {seconds['Transform']:.0f} s; "
+          f"artifacts {result['artifacts_over_raw']}x raw bytes; peak RSS {result['peak_rss_mb']} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Training throughput: the Trainer's input pipeline and model against a bare Keras loop.
+
+Measures, in one process and alternating window by window so machine drift hits both alike:
+  (a) pipeline: the Trainer's own ``make_dataset`` reading the Examples artifact (gzipped
+      TFRecords of encoded PNGs) with the Transform graph applied on the fly, feeding the model
+      through the Trainer's compiled train step (``compiled_model``, ``make_train_function``);
+  (b) bare: the same compiled model fed from ``tf.data.Dataset.from_tensor_slices`` of the same
+      images already decoded, resized and normalised in memory (the notebook's floor);
+  (c) input only: images/second that (a)'s dataset yields with no model attached.
+The Examples artifact and Transform graph are built by the project's own pipeline (ExampleGen +
+Transform, cached between runs under --workdir). Prints one JSON object on a line of its own,
+then one human summary line. Mixed precision and the distribution strategy follow the Trainer
+(mixed_float16 and MirroredStrategy only when GPUs are visible).
+
+    .venv/bin/python benchmarks/train_throughput.py --model resnet50 --image-size 32 --batch 32 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from components.keras_lib import keras  # noqa: E402  (Keras flavour first)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from components import trainer  # noqa: E402
+from components.preprocessing import IMAGE_KEY, LABEL_KEY  # noqa: E402
+from pipeline import artifacts, config as config_lib, local_runner  # noqa: E402
+from pipeline.config import TrainingConfig  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def build_inputs(data: str, image_size: int, images: int, workdir: str) -> tuple[str, str]:
+    """Runs the data half on `images` train images; returns (train file pattern, transform dir)."""
+    config = config_lib.PipelineConfig(
+        profile="benchmark", pipeline_name="throughput-benchmark", data=data,
+        image_size=image_size, train_limit=images,
+        pipeline_root=os.path.join(workdir, f"pipeline-{image_size}-{images}"),
+        beam_args=("--direct_running_mode=in_memory",))
+    local_runner.run(config, data_only=True)
+    store = artifacts.open_store(config.pipeline_root)
+    output = lambda c, k: artifacts.latest_outputs(store, config.pipeline_name, c, k)[0].uri  # noqa: E731
+    return (os.path.join(output("ImageExampleGen", "examples"), "Split-train", "*"),
+            output("Transform", "transform_graph"))
+
+
+def in_memory_arrays(pattern: str, tf_transform_output) -> tuple[np.ndarray, np.ndarray]:
+    """Every train image decoded, resized and normalised once, as NumPy arrays."""
+    dataset = trainer.make_dataset(pattern, tf_transform_output, 256, training=False)
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def steps_per_second(step, iterator, steps: int) -> float:
+    started = time.perf_counter()
+    for _ in range(steps):
+        logs = step(iterator)
+    float(logs["loss"])  # wait for the device
+    return steps / (time.perf_counter() - started)
+
+
+def batches_per_second(iterator, steps: int) -> float:
+    started = time.perf_counter()
+    for _ in range(steps):
+        batch = next(iterator)
+    batch[0].numpy()
+    return steps / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5, help="training steps per timed window")
+    parser.add_argument("--windows", type=int, default=3, help="timed windows per path")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per path first")
+    parser.add_argument("--images", type=int, default=1024, help="train images in the artifact")
+    parser.add_argument("--data", default=f"imagefolder:{REPO.parent / 'shared/datasets/cifar10/png'}")
+    parser.add_argument("--workdir", default="/tmp/throughput-benchmark")
+    parser.add_argument("--xla", action="store_true")
+    args = parser.parse_args()
+
+    pattern, transform_dir = build_inputs(args.data, args.image_size, args.images, args.workdir)
+    tf_transform_output = tft.TFTransformOutput(transform_dir)
+    training = TrainingConfig(batch_size=args.batch, augment=False, xla=args.xla)
+    precision = trainer.set_precision(training.mixed_precision)
+    strategy = trainer.distribution_strategy()
+    images, labels = in_memory_arrays(pattern, tf_transform_output)
+    num_classes = int(labels.max()) + 1
+
+    pipeline_data = trainer.make_dataset(pattern, tf_transform_output, args.batch, training=True,
+                                         shuffle_buffer=training.shuffle_buffer)
+    bare_data = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=0)
+                 .repeat().batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    paths = {}
+    for name, dataset in (("pipeline", pipeline_data), ("bare", bare_data)):
+        keras.utils.set_random_seed(0)
+        model = trainer.compiled_model(args.model, num_classes, args.image_size, training, 100)
+        step = model.make_train_function()
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        steps_per_second(step, iterator, args.warmup)  # trace, compile, fill buffers
+        paths[name] = (step, iterator, [])
+    for _ in range(args.windows):  # alternate so drift hits both paths alike
+        for name, (step, iterator, rates) in paths.items():
+            rates.append(steps_per_second(step, iterator, args.steps) * args.batch)
+
+    input_iterator = iter(pipeline_data)
+    batches_per_second(input_iterator, args.warmup)
+    input_rates = [batches_per_second(input_iterator, max(args.steps, 10)) * args.batch
+                   for _ in range(args.windows)]
+
+    pipeline_ips = statistics.median(paths["pipeline"][2])
+    bare_ips = statistics.median(paths["bare"][2])
+    input_ips = statistics.median(input_rates)
+    result = {
+        "model": args.model, "image_size": args.image_size, "batch": args.batch,
+        "steps_per_window": args.steps, "windows": args.windows, "precision": precision,
+        "xla": args.xla, "devices": [d.name for d in tf.config.list_logical_devices()],
+        "pipeline_ips": round(pipeline_ips, 2), "bare_ips": round(bare_ips, 2),
+        "input_only_ips": round(input_ips, 1),
+        "ratio_pipeline_over_bare": round(pipeline_ips / bare_ips, 3),
+        "ratio_input_over_pipeline": round(input_ips / pipeline_ips, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "windows_pipeline_ips": [round(r, 2) for r in paths["pipeline"][2]],
+        "windows_bare_ips": [round(r, 2) for r in paths["bare"][2]],
+    }
+    print(json.dumps(result))
+    print(f"{args.model} {args.image_size}x{args.image_size} batch {args.batch} ({precision}): "
+          f"pipeline {pipeline_ips:.1f} img/s, bare {bare_ips:.1f} img/s "
+          f"(a/b {result['ratio_pipeline_over_bare']}), input only {input_ips:.0f} img/s "
+          f"(c/a {result['ratio_input_over_pipeline']}), peak RSS {result['peak_rss_mb']} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
