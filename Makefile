@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 run: setup
-	$(BIN)/ablation models
+	$(BIN)/ablation run --profile smoke
 
 # Regenerates requirements.lock from pyproject.toml (needs network access to the registry).
 lock:

@@ -52,46 +52,58 @@ def data_components(config: PipelineConfig) -> dict[str, object]:
             "example_validator": validator, "transform": transform}
 
 
+def _trainer(config: PipelineConfig, data: dict[str, object], model: str, seed: int):
+    """The Trainer of one (variant, seed); its ModelRun carries model_name and seed."""
+    trainer_id = f"Trainer.{model}{_suffix(config, seed)}"
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN, examples=data["example_gen"].outputs["examples"],
+        schema=data["schema_curator"].outputs["curated_schema"],
+        transform_graph=data["transform"].outputs["transform_graph"],
+        custom_config=trainer_custom_config(
+            model, seed, config.training,
+            os.path.join(config.pipeline_root, "checkpoints", trainer_id)),
+    ).with_id(trainer_id)
+    trainer.outputs["model_run"].additional_custom_properties = {"model_name": model, "seed": seed}
+    return trainer
+
+
+def _evaluator(config: PipelineConfig, data: dict[str, object], trainers: dict, model: str,
+               baseline: str | None, seed: int, num_classes: int):
+    """TFMA on the eval split for `model`, with its plain twin `baseline` as TFMA baseline."""
+    evaluator_id = (f"Evaluator.{model}" + (f"_vs_{baseline}" if baseline else "")
+                    + _suffix(config, seed))
+    evaluator = tfx.components.Evaluator(
+        examples=data["example_gen"].outputs["examples"],
+        model=trainers[model, seed].outputs["model"],
+        baseline_model=trainers[baseline, seed].outputs["model"] if baseline else None,
+        eval_config=eval_config(model, num_classes, baseline),
+        example_splits=["eval"],
+    ).with_id(evaluator_id)
+    evaluator.outputs["evaluation"].additional_custom_properties = {
+        "model_name": model, "baseline_model_name": baseline or "", "seed": seed}
+    return evaluator
+
+
 def training_components(config: PipelineConfig, data: dict[str, object],
                         num_classes: int) -> dict[str, object]:
-    """Trainers, Evaluators and the report, keyed by component id."""
+    """Trainers, Evaluators and the report, keyed by component id.
+
+    Every model is evaluated once: with its twin when both are in the study (one TFMA run
+    holds both models' metrics and the diffs), alone otherwise."""
     from components.report import AblationReport
 
-    examples = data["example_gen"].outputs["examples"]
-    schema = data["schema_curator"].outputs["curated_schema"]
-    trainers, evaluators = {}, {}
-    for seed in range(config.seeds):
-        suffix = _suffix(config, seed)
-        for model in config.models:
-            trainer_id = f"Trainer.{model}{suffix}"
-            trainer = tfx.components.Trainer(
-                run_fn=RUN_FN, examples=examples, schema=schema,
-                transform_graph=data["transform"].outputs["transform_graph"],
-                custom_config=trainer_custom_config(
-                    model, seed, config.training,
-                    os.path.join(config.pipeline_root, "checkpoints", trainer_id)),
-            ).with_id(trainer_id)
-            trainer.outputs["model_run"].additional_custom_properties = {
-                "model_name": model, "seed": seed}
-            trainers[model, seed] = trainer
-        paired = {name for pair in config.pairs for name in pair}
-        groups = config.pairs + [(model, None) for model in config.models if model not in paired]
-        for model, baseline in groups:
-            evaluator_id = f"Evaluator.{model}" + (f"_vs_{baseline}" if baseline else "") + suffix
-            evaluator = tfx.components.Evaluator(
-                examples=examples, model=trainers[model, seed].outputs["model"],
-                baseline_model=trainers[baseline, seed].outputs["model"] if baseline else None,
-                eval_config=eval_config(model, num_classes, baseline),
-                example_splits=["eval"],
-            ).with_id(evaluator_id)
-            evaluator.outputs["evaluation"].additional_custom_properties = {
-                "model_name": model, "baseline_model_name": baseline or "", "seed": seed}
-            evaluators[evaluator_id] = evaluator
+    seeds = range(config.seeds)
+    trainers = {(model, seed): _trainer(config, data, model, seed)
+                for seed in seeds for model in config.models}
+    paired = {name for pair in config.pairs for name in pair}
+    groups = config.pairs + [(model, None) for model in config.models if model not in paired]
+    evaluators = [_evaluator(config, data, trainers, model, baseline, seed, num_classes)
+                  for seed in seeds for model, baseline in groups]
     report = AblationReport(
         model_runs=[t.outputs["model_run"] for t in trainers.values()],
-        evaluations=[e.outputs["evaluation"] for e in evaluators.values()],
+        evaluations=[e.outputs["evaluation"] for e in evaluators],
     ).with_id("AblationReport")
-    return {**{t.id: t for t in trainers.values()}, **evaluators, report.id: report}
+    return {c.id: c for c in [*trainers.values(), *evaluators, report]}
 
 
 def create_pipeline(config: PipelineConfig, *, data_only: bool = False,
