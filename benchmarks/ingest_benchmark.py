@@ -25,6 +25,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from components.data_source import SKIPPED_FILE  # noqa: E402
 from pipeline import artifacts, config as config_lib, local_runner  # noqa: E402
 
 OUTPUTS = {  # component id -> output keys whose bytes on disk are reported
@@ -86,7 +87,7 @@ def main() -> int:
 
     store = artifacts.open_store(root)
     counts = json.loads(pathlib.Path(artifacts.latest_outputs(
-        store, config.pipeline_name, "ImageExampleGen", "examples")[0].uri, "skipped.json").read_text())
+        store, config.pipeline_name, "ImageExampleGen", "examples")[0].uri, SKIPPED_FILE).read_text())
     examples = sum(counts["examples"].values())
     sizes = {f"{component}.{key}": tree_bytes(a.uri) for component, keys in OUTPUTS.items()
              for key in keys for a in artifacts.latest_outputs(store, config.pipeline_name, component, key)}

@@ -89,6 +89,7 @@ def _ingest(args: argparse.Namespace) -> int:
     import json
     import os
 
+    from components.data_source import SKIPPED_FILE
     from pipeline import artifacts, config as config_lib, local_runner
 
     base = config_lib.PipelineConfig(profile="ingest", pipeline_name="resnet-ablation-ingest")
@@ -100,7 +101,7 @@ def _ingest(args: argparse.Namespace) -> int:
     for key, uri in uris.items():
         print(f"{key:<16} {uri}")
     examples = uris["examples"]
-    with open(os.path.join(examples, "skipped.json")) as file:
+    with open(os.path.join(examples, SKIPPED_FILE)) as file:
         counts = json.load(file)
     for split, count in counts["examples"].items():
         skipped = counts.get(split, {})

@@ -33,6 +33,11 @@ from typing import Iterator, Literal, Mapping
 from PIL import Image
 
 TRAIN, EVAL = "train", "eval"
+
+# The contract of ImageExampleGen's output, read by Transform, SchemaCurator and the Trainer:
+# tf.Example feature names, and the files written beside the splits in the Examples URI.
+IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, ID_KEY = "image", "label", "label_name", "id"
+LABELS_FILE, SKIPPED_FILE = "labels.json", "skipped.json"
 LOGICAL_SPLITS = (TRAIN, EVAL)
 SPLIT_NAMES: Mapping[str, str] = {
     "train": TRAIN, "test": EVAL, "validation": EVAL, "val": EVAL, "eval": EVAL, "valid": EVAL}

@@ -43,9 +43,9 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import data_source as ds
+from components.data_source import (  # noqa: F401  (re-exported: the output contract)
+    ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE)
 
-IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, ID_KEY = "image", "label", "label_name", "id"
-LABELS_FILE, SKIPPED_FILE = "labels.json", "skipped.json"
 KEPT = "kept"
 FIRST_SKIPPED = 10  # paths listed in skipped.json and logged
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts

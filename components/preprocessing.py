@@ -15,8 +15,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-IMAGE_KEY = "image"
-LABEL_KEY = "label"
+from components.data_source import IMAGE_KEY, LABEL_KEY  # raw and transformed feature names
 DEFAULT_IMAGE_SIZE = 224
 
 

@@ -38,6 +38,7 @@ from tfx.types import artifact_utils, channel, channel_utils, component_spec, st
 from tfx.types.artifact import Artifact
 
 from components.model_specs import get_spec
+from components.trainer import HISTORY_FILE  # the Trainer writes it into each ModelRun
 
 COLUMNS = ("model", "family", "depth", "residual", "params", "epochs", "seed", "train_loss",
            "val_loss", "val_accuracy", "best_val_accuracy", "delta_vs_plain", "images_per_second")
@@ -55,7 +56,6 @@ METRIC_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "best_val_accuracy",
                   "delta_vs_plain", "images_per_second")
 """The numeric columns ``summarize`` averages over seeds."""
 
-HISTORY_FILE = "history.json"
 REPORT_FILES = {"csv": "ablation.csv", "json": "ablation.json", "markdown": "ablation.md",
                 "curves": "curves.png", "html": "report.html"}
 

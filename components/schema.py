@@ -15,10 +15,9 @@ from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
 from tfx.types import standard_artifacts
 
-from components.preprocessing import IMAGE_KEY, LABEL_KEY
+from components.data_source import IMAGE_KEY, LABEL_KEY, LABELS_FILE
 
 SCHEMA_FILE = "schema.pbtxt"
-LABELS_FILE = "labels.json"
 
 
 def read_labels(examples_uri: str) -> list[str]:

@@ -28,11 +28,10 @@ import tensorflow_transform as tft
 from components import models
 from components.keras_lib import keras
 from components.model_specs import get_spec
-from components.preprocessing import IMAGE_KEY, LABEL_KEY
+from components.data_source import IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
 from pipeline.config import TrainingConfig
 
 HISTORY_FILE = "history.json"
-COUNTS_FILE = "skipped.json"  # written by ImageExampleGen beside the splits
 
 
 class TrainingDivergedError(RuntimeError):
@@ -76,7 +75,7 @@ def count_examples(patterns: list[str] | str) -> int:
     """Examples in a split: from ExampleGen's counts file when present, else by reading it."""
     files = _files(patterns)
     split_dir = os.path.dirname(files[0])
-    counts = os.path.join(os.path.dirname(split_dir), COUNTS_FILE)
+    counts = os.path.join(os.path.dirname(split_dir), SKIPPED_FILE)
     split = os.path.basename(split_dir).removeprefix("Split-")
     if tf.io.gfile.exists(counts):
         with tf.io.gfile.GFile(counts) as file:

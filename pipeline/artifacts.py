@@ -8,7 +8,8 @@ import os
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-METADATA_FILE = "metadata.sqlite"
+from pipeline.config import METADATA_FILE
+
 _Execution = metadata_store_pb2.Execution
 _STATES = {_Execution.COMPLETE: "ran", _Execution.CACHED: "cached", _Execution.FAILED: "failed",
            _Execution.RUNNING: "running", _Execution.CANCELED: "canceled"}

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from components.model_specs import MODEL_NAMES
 
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
+METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -73,7 +74,7 @@ class PipelineConfig:
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.pipeline_root, "metadata.sqlite")
+        return os.path.join(self.pipeline_root, METADATA_FILE)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
