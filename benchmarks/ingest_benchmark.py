@@ -51,7 +51,11 @@ def baseline_seconds(folder: str, output: str) -> tuple[float, int]:
     import tensorflow as tf
 
     from components import data_source
-    from components.example_gen import build_example
+
+    def feature(value: bytes | int) -> tf.train.Feature:
+        if isinstance(value, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
     started = time.perf_counter()
     listing = data_source.list_imagefolder(folder)
@@ -59,7 +63,10 @@ def baseline_seconds(folder: str, output: str) -> tuple[float, int]:
         for file in listing.files:
             with open(file.path, "rb") as handle:
                 image = handle.read()
-            example = build_example(image, file.label, listing.labels[file.label], file.id)
+            example = tf.train.Example(features=tf.train.Features(feature={
+                data_source.IMAGE_KEY: feature(image), data_source.LABEL_KEY: feature(file.label),
+                data_source.LABEL_NAME_KEY: feature(listing.labels[file.label].encode()),
+                data_source.ID_KEY: feature(file.id.encode())}))
             writer.write(example.SerializeToString())
     return time.perf_counter() - started, len(listing.files)
 

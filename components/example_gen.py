@@ -2,9 +2,11 @@
 
 It follows TFX's query-based ExampleGen conventions (as BigQueryExampleGen does): the component
 subclasses ``QueryBasedExampleGen`` with a Beam executor; its input config has two splits whose
-pattern is the logical split (``train`` -> ``train``, ``eval`` -> ``eval``); the base executor
-writes them as gzipped TFRecords to ``Split-train`` / ``Split-eval`` of the Examples artifact and
-handles span and version (span 0 unless a range config says otherwise).
+pattern is the logical split (``train`` -> ``train``, ``eval`` -> ``eval``); the splits are
+written as gzipped TFRecords to ``Split-train`` / ``Split-eval`` of the Examples artifact, and
+TFX's driver handles span and version (span 0 unless a range config says otherwise). The
+per-record work runs in ``components.image_records``, which Beam workers import without
+TensorFlow.
 
 The data set is one string, ``tfds:NAME[:CONFIG]`` or ``imagefolder:PATH`` (see
 ``components.data_source``, which also defines split mapping, labels, record ids and the image
@@ -23,10 +25,10 @@ splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "sour
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import os
+import random
 from typing import Any, Iterator
 
 import apache_beam as beam
@@ -36,6 +38,8 @@ from google.protobuf import json_format, struct_pb2
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component as example_gen_component
+from tfx.components.example_gen import utils as example_gen_utils, write_split
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
@@ -43,17 +47,16 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import data_source as ds
+from components import image_records
 from components.data_source import (  # noqa: F401  (re-exported: the output contract)
     ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE)
 
-KEPT = "kept"
-FIRST_SKIPPED = 10  # paths listed in skipped.json and logged
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
 FILES_PER_CHUNK = 256  # image-folder files handed to a worker at a time
 
 _WORK_DIR_KEY = "_image_example_gen_work_dir"  # exec property: where splits write summaries
+_OPENED_KEY = "_image_example_gen_opened"  # exec property: the source Do opened (listed once)
 _WORK_DIR_NAME = "_image_example_gen_work"  # under the Examples URI; removed after the run
-_OUTCOME = "outcome"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,30 +115,6 @@ class ImageGenConfig:
 
 # --- records ---------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class _Candidate:
-    """A record before the image check. `where` names it in reports: the file path, or the tfds
-    id. `data` holds the encoded image; None means: read the file at `where`."""
-
-    id: str
-    label: int
-    where: str
-    data: bytes | None = None
-
-
-def build_example(image: bytes, label: int, label_name: str, record_id: str) -> tf.train.Example:
-    """The output tf.Example of one image (feature names: the module's ``*_KEY`` constants)."""
-    def _bytes(value: bytes) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        IMAGE_KEY: _bytes(image),
-        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-        LABEL_NAME_KEY: _bytes(label_name.encode("utf-8")),
-        ID_KEY: _bytes(record_id.encode("utf-8")),
-    }))
-
-
 def _open_source(config: ImageGenConfig) -> ds.ImageFolder | ds.TfdsSource:
     """Lists the image folder, or opens (and if needed prepares) the tfds set."""
     source = config.source
@@ -152,23 +131,21 @@ def _split_plan(opened: ds.ImageFolder | ds.TfdsSource, config: ImageGenConfig) 
 
 
 def _folder_candidates(pipeline: beam.Pipeline, folder: ds.ImageFolder, plan: ds.SplitPlan,
-                       split: str) -> beam.PCollection:
-    """The split's files, listed here (on the driver) and spread over workers."""
-    files = [_Candidate(f.id, f.label, f.path) for f in folder.files
+                       split: str, work_dir: str) -> beam.PCollection:
+    """The split's files: listed here (on the driver) into a listing file in `work_dir`, whose
+    chunks are spread over the workers."""
+    files = [image_records.Candidate(f.id, f.label, f.path) for f in folder.files
              if plan.assign(f.id, f.source_split) == split]
-    chunks = [tuple(files[i:i + FILES_PER_CHUNK]) for i in range(0, len(files), FILES_PER_CHUNK)]
+    # Examples are written in the order workers produce them (no shuffle of the examples
+    # themselves): a seeded shuffle of the listing mixes classes in every chunk and file.
+    random.Random(f"ImageExampleGen:{split}").shuffle(files)
+    fileio.makedirs(work_dir)
+    chunks = image_records.write_listing(files, os.path.join(work_dir, f"listing-{split}.jsonl"),
+                                         FILES_PER_CHUNK)
     return (pipeline
-            | "ListFiles" >> beam.Create(chunks)  # chunks: fewer elements through the shuffle
+            | "ListFiles" >> beam.Create(chunks)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "Unchunk" >> beam.FlatMap(lambda chunk: chunk))
-
-
-def _read_tfds_part(part: tuple[str, Any], source: ds.TfdsSource, plan: ds.SplitPlan,
-                    split: str) -> Iterator[_Candidate]:
-    source_split, read_instruction = part
-    for record_id, label, data in ds.read_tfds_part(source, read_instruction):
-        if plan.assign(record_id, source_split) == split:
-            yield _Candidate(record_id, label, record_id, data)
+            | "ReadListing" >> beam.FlatMap(image_records.read_chunk))
 
 
 def _tfds_candidates(pipeline: beam.Pipeline, source: ds.TfdsSource, plan: ds.SplitPlan,
@@ -184,65 +161,16 @@ def _tfds_candidates(pipeline: beam.Pipeline, source: ds.TfdsSource, plan: ds.Sp
     return (pipeline
             | "ListParts" >> beam.Create(parts)
             | "SpreadParts" >> beam.Reshuffle()
-            | "ReadParts" >> beam.FlatMap(_read_tfds_part, source, plan, split))
-
-
-def _candidate_limit_key(candidate: _Candidate) -> tuple[int, str]:
-    return ds.limit_key(candidate.id)
+            | "ReadParts" >> beam.FlatMap(image_records.read_tfds_part, source, plan, split))
 
 
 @beam.ptransform_fn
 def _FirstByHash(candidates: beam.PCollection, limit: int) -> beam.PCollection:  # noqa: N802
     """The `limit` candidates with the smallest ``data_source.limit_key`` of their id."""
     return (candidates
-            | "Smallest" >> beam.combiners.Top.Smallest(limit, key=_candidate_limit_key)
-            | "Flatten" >> beam.FlatMap(lambda chosen: chosen)
+            | "Smallest" >> beam.combiners.Top.Smallest(limit, key=image_records.candidate_limit_key)
+            | "Flatten" >> beam.FlatMap(image_records.unchunk)
             | "Spread" >> beam.Reshuffle())
-
-
-def _to_example(candidate: _Candidate, labels: tuple[str, ...]):
-    """Checks one candidate; yields its tf.Example if kept, and always an (outcome, where) pair
-    on the ``outcome`` output, the outcome being ``KEPT`` or the skip reason."""
-    if not 0 <= candidate.label < len(labels):
-        raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside the "
-                         f"{len(labels)} labels")
-    data = candidate.data
-    if data is None:
-        with open(candidate.where, "rb") as file:
-            data = file.read()
-    reason = ds.check_image(data)
-    yield beam.pvalue.TaggedOutput(_OUTCOME, (reason or KEPT, candidate.where))
-    if reason is None:
-        # serialized here: Beam moves bytes with a fast coder, protos by pickling
-        yield build_example(data, candidate.label, labels[candidate.label],
-                            candidate.id).SerializeToString()
-
-
-class _SummarizeOutcomes(beam.CombineFn):
-    """(outcome, where) pairs -> {"kept": n, "skipped": {reason: n for every reason},
-    "first_skipped": [[where, reason], ...]} (the ``FIRST_SKIPPED`` smallest `where`s)."""
-
-    def create_accumulator(self):
-        return collections.Counter(), []
-
-    def add_input(self, accumulator, outcome):
-        counts, skipped = accumulator
-        counts[outcome[0]] += 1
-        if outcome[0] != KEPT:
-            skipped = sorted(skipped + [(outcome[1], outcome[0])])[:FIRST_SKIPPED]
-        return counts, skipped
-
-    def merge_accumulators(self, accumulators):
-        counts, skipped = collections.Counter(), []
-        for more_counts, more_skipped in accumulators:
-            counts.update(more_counts)
-            skipped.extend(more_skipped)
-        return counts, sorted(skipped)[:FIRST_SKIPPED]
-
-    def extract_output(self, accumulator):
-        counts, skipped = accumulator
-        return {"kept": counts[KEPT], "skipped": {r: counts[r] for r in ds.SKIP_REASONS},
-                "first_skipped": [list(entry) for entry in skipped]}
 
 
 def _summary_prefix(work_dir: str, split: str) -> str:
@@ -256,28 +184,35 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
                     split_pattern: str) -> beam.PCollection:
     """Reads logical split `split_pattern` ("train" or "eval") as serialized tf.Examples.
 
-    When ``exec_properties`` names a work dir (``Executor.Do`` does), the split's outcome
-    summary (see ``_SummarizeOutcomes``) is also written there as one JSON line.
+    Runs inside ``Executor.Do``, which adds two private exec properties: the source it opened
+    (so a folder is listed once, not once per split) and a work dir, which receives an image
+    folder's listing and the split's outcome summary (see ``image_records.SummarizeOutcomes``)
+    as one JSON line.
     """
     if split_pattern not in ds.LOGICAL_SPLITS:
         raise ValueError(f"ImageExampleGen split pattern must be one of {ds.LOGICAL_SPLITS}, "
                          f"got {split_pattern!r}")
     config = ImageGenConfig.from_exec_properties(exec_properties)
-    opened = _open_source(config)
+    opened = exec_properties.get(_OPENED_KEY) or _open_source(config)
     plan = _split_plan(opened, config)
-    read = _folder_candidates if isinstance(opened, ds.ImageFolder) else _tfds_candidates
-    candidates = read(pipeline, opened, plan, split_pattern)
+    work_dir = exec_properties.get(_WORK_DIR_KEY)
+    if not work_dir:
+        raise ValueError("_ImageToExample runs inside ImageExampleGen's Executor.Do, which "
+                         f"sets the {_WORK_DIR_KEY} exec property")
+    if isinstance(opened, ds.ImageFolder):
+        candidates = _folder_candidates(pipeline, opened, plan, split_pattern, work_dir)
+    else:
+        candidates = _tfds_candidates(pipeline, opened, plan, split_pattern)
     if split_pattern == ds.TRAIN and config.train_limit:
         candidates = candidates | "TrainLimit" >> _FirstByHash(config.train_limit)
     results = (candidates
-               | "ToExample" >> beam.FlatMap(_to_example, opened.labels).with_outputs(
-                   _OUTCOME, main="examples"))
-    if work_dir := exec_properties.get(_WORK_DIR_KEY):
-        _ = (results[_OUTCOME]
-             | "Summarize" >> beam.CombineGlobally(_SummarizeOutcomes())
-             | "SummaryToJson" >> beam.Map(json.dumps)
-             | "WriteSummary" >> beam.io.WriteToText(_summary_prefix(work_dir, split_pattern),
-                                                     shard_name_template=""))
+               | "ToExample" >> beam.FlatMap(image_records.to_examples, opened.labels)
+               .with_outputs(image_records.OUTCOME, main="examples"))
+    _ = (results[image_records.OUTCOME]
+         | "Summarize" >> beam.CombineGlobally(image_records.SummarizeOutcomes())
+         | "SummaryToJson" >> beam.Map(json.dumps)
+         | "WriteSummary" >> beam.io.WriteToText(_summary_prefix(work_dir, split_pattern),
+                                                 shard_name_template=""))
     return results.examples
 
 
@@ -293,8 +228,8 @@ def _skip_report(summaries: dict[str, dict]) -> dict[str, Any]:
     report: dict[str, Any] = {split: summary["skipped"] for split, summary in summaries.items()}
     report["examples"] = {split: summary["kept"] for split, summary in summaries.items()}
     first = sorted(entry for summary in summaries.values() for entry in summary["first_skipped"])
-    report["first_skipped"] = [where for where, _ in first[:FIRST_SKIPPED]]
-    for where, reason in first[:FIRST_SKIPPED]:
+    report["first_skipped"] = [where for where, _ in first[:image_records.FIRST_SKIPPED]]
+    for where, reason in first[:image_records.FIRST_SKIPPED]:
         logging.warning("ImageExampleGen skipped %s: %s", where, reason)
     return report
 
@@ -303,8 +238,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """ImageExampleGen's Beam executor.
 
     ``Do`` opens the data set before Beam runs (a bad data string, a missing folder or an
-    unknown tfds set raise ValueError naming it), runs the base ExampleGen pipeline, then writes
-    ``labels.json`` and ``skipped.json`` next to the splits and sets the artifact's custom
+    unknown tfds set raise ValueError naming it), builds each split with TFX's
+    ``GenerateExamplesByBeam`` (one ``_ImageToExample`` per input split), writes it with
+    ``_WriteSplit``, sets the payload and file format properties as TFX's ExampleGen does, then
+    writes ``labels.json`` and ``skipped.json`` next to the splits and sets the artifact's custom
     properties. It raises ValueError naming the data set when no image at all was kept.
     """
 
@@ -313,15 +250,48 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],  # noqa: N802
            output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
         config = ImageGenConfig.from_exec_properties(exec_properties)
-        labels = _open_source(config).labels
+        opened = _open_source(config)
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
+        examples.split_names = artifact_utils.encode_split_names(_split_names(exec_properties))
         work_dir = os.path.join(examples.uri, _WORK_DIR_NAME)
-        super().Do(input_dict, output_dict, {**exec_properties, _WORK_DIR_KEY: work_dir})
+        with self._make_beam_pipeline() as pipeline:
+            splits = self.GenerateExamplesByBeam(pipeline,
+                                                 {**exec_properties, _WORK_DIR_KEY: work_dir,
+                                                  _OPENED_KEY: opened})
+            for name, serialized in splits.items():
+                _ = serialized | f"WriteSplit[{name}]" >> _WriteSplit(
+                    artifact_utils.get_split_uri([examples], name))
+        examples_utils.set_payload_format(examples, exec_properties.get(
+            standard_component_specs.OUTPUT_DATA_FORMAT_KEY, example_gen_pb2.FORMAT_TF_EXAMPLE))
+        examples_utils.set_file_format(
+            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
         summaries = _read_summaries(work_dir, exec_properties)
         fileio.rmtree(work_dir)
-        _publish(examples, config, labels, summaries)
+        _publish(examples, config, opened.labels, summaries)
+
+
+@beam.ptransform_fn
+def _WriteSplit(serialized: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:  # noqa: N802
+    """Writes serialized tf.Examples as gzipped TFRecord files ``data_tfrecord-*.gz``.
+
+    The files TFX's ``write_split.WriteSplit`` writes, without its Reshuffle: each worker writes
+    the examples it made, so image bytes never travel between Beam workers. (The listing was
+    shuffled instead; see ``_folder_candidates``.)
+    """
+    return serialized | "Write" >> beam.io.WriteToTFRecord(
+        os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME), file_name_suffix=".gz")
+
+
+def _split_names(exec_properties: dict[str, Any]) -> list[str]:
+    input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                              output_config)
+    return example_gen_utils.generate_output_split_names(input_config, output_config)
 
 
 def _read_summaries(work_dir: str, exec_properties: dict[str, Any]) -> dict[str, dict]:

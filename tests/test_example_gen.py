@@ -11,6 +11,7 @@ import pathlib
 import re
 
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from google.protobuf import struct_pb2
 from ml_metadata.metadata_store import metadata_store
@@ -167,6 +168,24 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
     assert examples.get_int_custom_property("examples_train") == 6
     assert examples.get_int_custom_property("examples_eval") == 4
     assert examples.get_int_custom_property("num_classes") == 2
+    # what TFX's ExampleGen records, so StatisticsGen, Transform and the Trainer read it as usual
+    assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
+    assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"
+    assert all(re.fullmatch(r"data_tfrecord-\d{5}-of-\d{5}\.gz", name)
+               for split in ("Split-train", "Split-eval")
+               for name in os.listdir(pathlib.Path(examples.uri, split)))
+
+
+def test_written_order_mixes_classes(tmp_path):
+    # Examples are written without a shuffle of their own; the listing is shuffled instead, so
+    # the files do not hold one class after another (CIFAR_FLAT: 5 classes of 8 files).
+    examples = run_executor(tmp_path, f"imagefolder:{CIFAR_FLAT}")
+    files = sorted(pathlib.Path(examples.uri, "Split-train").glob("*.gz"))
+    written = [tf.train.Example.FromString(record).features.feature["label"].int64_list.value[0]
+               for record in tf.data.TFRecordDataset(
+                   [str(f) for f in files], compression_type="GZIP").as_numpy_iterator()]
+    runs = sum(1 for before, after in zip(written, written[1:]) if before != after) + 1
+    assert len(written) > 20 and runs > len(written) // 2
 
 
 # --- 2. image folder without split level: hash split -----------------------------------------

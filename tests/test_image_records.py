@@ -1,0 +1,138 @@
+"""The per-record work of ImageExampleGen's workers: the tf.Example encoding and the PNG check,
+each against TensorFlow itself, and the promise that workers need not import TensorFlow."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import random
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from components import data_source as ds
+from components import image_records
+
+CIFAR_FLAT = pathlib.Path(__file__).resolve().parent / "fixtures" / "cifar_flat"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tf_example(image: bytes, label: int, label_name: str, record_id: str) -> tf.train.Example:
+    def bytes_feature(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        ds.IMAGE_KEY: bytes_feature(image),
+        ds.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        ds.LABEL_NAME_KEY: bytes_feature(label_name.encode()),
+        ds.ID_KEY: bytes_feature(record_id.encode())}))
+
+
+@pytest.mark.parametrize("image, label, label_name, record_id", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3, 3, "cat", "train/cat/1.png"),
+    (b"", 0, "", ""),
+    (b"x" * 300_000, 2 ** 40, "chat noir é", "validation/ünï/ß.jpg"),
+    (b"\x00", -1, "a", "b"),
+])
+def test_serialized_example_is_what_tensorflow_serializes(image, label, label_name, record_id):
+    serialized = image_records.serialize_example(image, label, label_name, record_id)
+    expected = tf_example(image, label, label_name, record_id)
+    assert tf.train.Example.FromString(serialized) == expected
+    assert len(serialized) == expected.ByteSize()
+    parsed = tf.io.parse_single_example(serialized, {
+        ds.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        ds.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+        ds.LABEL_NAME_KEY: tf.io.FixedLenFeature([], tf.string),
+        ds.ID_KEY: tf.io.FixedLenFeature([], tf.string)})
+    assert parsed[ds.IMAGE_KEY].numpy() == image and parsed[ds.LABEL_KEY].numpy() == label
+    assert parsed[ds.LABEL_NAME_KEY].numpy().decode() == label_name
+    assert parsed[ds.ID_KEY].numpy().decode() == record_id
+
+
+def test_workers_module_imports_no_tensorflow():
+    code = ("import sys; import components.image_records; "
+            "print(sorted(m for m in ('tensorflow', 'tfx') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# --- the PNG check against TensorFlow's PNG decoder ------------------------------------------
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def interlaced_png(pixels: np.ndarray) -> bytes:
+    """An Adam7-interlaced 8-bit RGB PNG (PIL cannot write one), every row with filter 0."""
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\x00" + pixels[y, x0::dx].tobytes()
+                    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
+                                           (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+                    if x0 < width for y in range(y0, height, dy))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
+    return (ds.PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows))
+            + png_chunk(b"IEND", b""))
+
+
+def encoded_pngs() -> dict[str, bytes]:
+    """One original CIFAR PNG, the same image in every PNG colour type and depth, interlaced."""
+    original = sorted(CIFAR_FLAT.glob("cat/*.png"))[0].read_bytes()
+    rgb = Image.open(io.BytesIO(original)).convert("RGB")
+    pngs = {"original": original, "interlaced": interlaced_png(np.asarray(rgb)[:13, :11])}
+    for mode in ("RGBA", "L", "LA", "P", "1", "I;16"):
+        buffer = io.BytesIO()
+        rgb.convert(mode).save(buffer, "PNG")
+        pngs[mode] = buffer.getvalue()
+    return pngs
+
+
+def tensorflow_decodes(data: bytes) -> bool:
+    try:
+        tf.io.decode_png(data, channels=3)
+        return True
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return False
+
+
+@pytest.mark.parametrize("name", list(encoded_pngs()))
+def test_png_check_agrees_with_tensorflows_decoder_on_damaged_pngs(name):
+    data = encoded_pngs()[name]
+    assert ds.check_png(data) is None and ds.check_image(data) is None
+    assert tensorflow_decodes(data)
+    rng = random.Random(name)
+    damaged = {f"cut at {n}": data[:n] for n in range(8, len(data), max(1, len(data) // 40))}
+    for _ in range(60):
+        flipped, offset = bytearray(data), rng.randrange(8, len(data))
+        flipped[offset] ^= 1 << rng.randrange(8)
+        damaged[f"bit flipped at {offset}"] = bytes(flipped)
+    damaged["IEND missing"] = data[:data.rindex(b"IEND") - 4]
+    damaged["bytes after IEND"] = data + b"trailing"
+
+    verdicts = {what: ds.check_png(damage) for what, damage in damaged.items()}
+    disagree = {what: verdict for what, verdict in verdicts.items()
+                if (verdict is None) != tensorflow_decodes(damaged[what])}
+    assert not disagree
+    assert set(verdicts.values()) <= {None, "truncated", "undecodable"}
+    assert verdicts["cut at 8"] == "truncated"
+    assert verdicts["IEND missing"] == "truncated" and verdicts["bytes after IEND"] is None
+
+
+def test_png_check_reasons():
+    data = encoded_pngs()["original"]
+    idat = data.index(b"IDAT")
+    garbled = bytearray(data)
+    garbled[idat + 10:idat + 42] = bytes(b ^ 0xFF for b in garbled[idat + 10:idat + 42])
+    assert ds.check_png(data[:idat + 20]) == "truncated"  # ends inside the pixel data
+    assert ds.check_png(bytes(garbled)) == "undecodable"  # IDAT's CRC no longer matches
+    header = struct.pack(">IIBBBBB", 4, 4, 8, 3, 0, 0, 0)  # a palette image ...
+    no_palette = (ds.PNG_SIGNATURE + png_chunk(b"IHDR", header)
+                  + png_chunk(b"IDAT", zlib.compress(b"\x00" * 20)) + png_chunk(b"IEND", b""))
+    assert ds.check_png(no_palette) == "undecodable"  # ... without its PLTE
+    assert not tensorflow_decodes(no_palette)
