@@ -184,6 +184,9 @@ class ImageFolder:
     labels: tuple[str, ...]
     files: tuple[SourceFile, ...]
 
+    def __repr__(self) -> str:  # Beam writes its transforms' arguments into labels: keep it short
+        return f"ImageFolder(root={self.root!r}, labels={self.labels!r}, {len(self.files)} files)"
+
     @property
     def source_splits(self) -> tuple[str, ...]:
         return tuple(sorted({file.source_split for file in self.files}))

@@ -130,46 +130,41 @@ def _split_plan(opened: ds.ImageFolder | ds.TfdsSource, config: ImageGenConfig) 
     return ds.SplitPlan.of(names, config.eval_fraction)
 
 
-def _folder_candidates(pipeline: beam.Pipeline, folder: ds.ImageFolder, plan: ds.SplitPlan,
-                       split: str, work_dir: str) -> beam.PCollection:
-    """The split's files: listed here (on the driver) into a listing file in `work_dir`, whose
-    chunks are spread over the workers."""
+def _folder_units(folder: ds.ImageFolder, plan: ds.SplitPlan, split: str,
+                  work_dir: str) -> list[image_records.ListingChunk]:
+    """The split's files, listed (here, on the driver) into a listing file in `work_dir`."""
     files = [image_records.Candidate(f.id, f.label, f.path) for f in folder.files
              if plan.assign(f.id, f.source_split) == split]
     # Examples are written in the order workers produce them (no shuffle of the examples
     # themselves): a seeded shuffle of the listing mixes classes in every chunk and file.
     random.Random(f"ImageExampleGen:{split}").shuffle(files)
     fileio.makedirs(work_dir)
-    chunks = image_records.write_listing(files, os.path.join(work_dir, f"listing-{split}.jsonl"),
-                                         FILES_PER_CHUNK)
-    return (pipeline
-            | "ListFiles" >> beam.Create(chunks)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadListing" >> beam.FlatMap(image_records.read_chunk))
+    return image_records.write_listing(
+        files, os.path.join(work_dir, f"listing-{split}.jsonl"), FILES_PER_CHUNK)
 
 
-def _tfds_candidates(pipeline: beam.Pipeline, source: ds.TfdsSource, plan: ds.SplitPlan,
-                     split: str) -> beam.PCollection:
-    """The split's tfds records, read without decoding in parallel parts of each source split.
+def _tfds_units(source: ds.TfdsSource, plan: ds.SplitPlan,
+                split: str) -> list[image_records.TfdsPart]:
+    """Parallel parts of each source split that feeds `split`, read without decoding.
 
     A set with only a train split is read once per logical split (each keeps its own records).
     """
     import tensorflow_datasets as tfds
 
-    parts = [(name, part) for name in plan.sources_for(split) if source.split_sizes[name]
-             for part in tfds.even_splits(name, min(TFDS_MAX_PARTS, source.split_sizes[name]))]
-    return (pipeline
-            | "ListParts" >> beam.Create(parts)
-            | "SpreadParts" >> beam.Reshuffle()
-            | "ReadParts" >> beam.FlatMap(image_records.read_tfds_part, source, plan, split))
+    return [image_records.TfdsPart(source, plan, split, name, instruction)
+            for name in plan.sources_for(split) if source.split_sizes[name]
+            for instruction in tfds.even_splits(
+                name, min(TFDS_MAX_PARTS, source.split_sizes[name]))]
 
 
 @beam.ptransform_fn
-def _FirstByHash(candidates: beam.PCollection, limit: int) -> beam.PCollection:  # noqa: N802
-    """The `limit` candidates with the smallest ``data_source.limit_key`` of their id."""
-    return (candidates
+def _FirstByHash(units: beam.PCollection, limit: int) -> beam.PCollection:  # noqa: N802
+    """Work units holding the `limit` candidates with the smallest ``data_source.limit_key``
+    of their id."""
+    return (units
+            | "Read" >> beam.FlatMap(image_records.candidates_of)
             | "Smallest" >> beam.combiners.Top.Smallest(limit, key=image_records.candidate_limit_key)
-            | "Flatten" >> beam.FlatMap(image_records.unchunk)
+            | "Batch" >> beam.FlatMap(image_records.batches, FILES_PER_CHUNK)
             | "Spread" >> beam.Reshuffle())
 
 
@@ -186,7 +181,7 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
 
     Runs inside ``Executor.Do``, which adds two private exec properties: the source it opened
     (so a folder is listed once, not once per split) and a work dir, which receives an image
-    folder's listing and the split's outcome summary (see ``image_records.SummarizeOutcomes``)
+    folder's listing and the split's outcome summary (see ``image_records.Outcomes.summary``)
     as one JSON line.
     """
     if split_pattern not in ds.LOGICAL_SPLITS:
@@ -200,16 +195,17 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
         raise ValueError("_ImageToExample runs inside ImageExampleGen's Executor.Do, which "
                          f"sets the {_WORK_DIR_KEY} exec property")
     if isinstance(opened, ds.ImageFolder):
-        candidates = _folder_candidates(pipeline, opened, plan, split_pattern, work_dir)
+        units = _folder_units(opened, plan, split_pattern, work_dir)
     else:
-        candidates = _tfds_candidates(pipeline, opened, plan, split_pattern)
+        units = _tfds_units(opened, plan, split_pattern)
+    units = pipeline | "ListUnits" >> beam.Create(units) | "SpreadUnits" >> beam.Reshuffle()
     if split_pattern == ds.TRAIN and config.train_limit:
-        candidates = candidates | "TrainLimit" >> _FirstByHash(config.train_limit)
-    results = (candidates
+        units = units | "TrainLimit" >> _FirstByHash(config.train_limit)
+    results = (units
                | "ToExample" >> beam.FlatMap(image_records.to_examples, opened.labels)
                .with_outputs(image_records.OUTCOME, main="examples"))
     _ = (results[image_records.OUTCOME]
-         | "Summarize" >> beam.CombineGlobally(image_records.SummarizeOutcomes())
+         | "Summarize" >> beam.CombineGlobally(image_records.MergeOutcomes())
          | "SummaryToJson" >> beam.Map(json.dumps)
          | "WriteSummary" >> beam.io.WriteToText(_summary_prefix(work_dir, split_pattern),
                                                  shard_name_template=""))

@@ -1,6 +1,12 @@
 """The per-record work ImageExampleGen's Beam workers do: check each image, encode it as a
 serialized tf.Example, count what was kept and why the rest was skipped.
 
+Work is handed to workers in units, each a few hundred records that the worker reads itself: a
+``ListingChunk`` (a byte range of a listing file of image paths), a ``TfdsPart`` (a part of a
+tfds split) or a ``CandidateBatch`` (records already read, e.g. chosen by a train limit).
+Each has ``candidates()``; ``to_examples`` turns a unit into serialized tf.Examples plus one
+``Outcomes`` count for the unit, so Beam handles a few elements per image, not several.
+
 Imports neither TensorFlow nor TFX (only Beam, PIL and ``components.data_source``): a
 multi-processing Beam worker imports this module when it unpickles these functions, and
 importing TensorFlow would add seconds to every worker's start. Reading a tfds set still
@@ -21,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from components import data_source as ds
 
 KEPT = "kept"
-OUTCOME = "outcome"  # the tagged output of ``to_examples`` that carries (outcome, where) pairs
+OUTCOME = "outcome"  # the tagged output of ``to_examples`` that carries each unit's Outcomes
 FIRST_SKIPPED = 10  # skipped records listed in the summary (and logged by the executor)
 
 
@@ -40,20 +46,37 @@ def candidate_limit_key(candidate: Candidate) -> tuple[int, str]:
     return ds.limit_key(candidate.id)
 
 
-def read_tfds_part(part: tuple[str, Any], source: ds.TfdsSource, plan: ds.SplitPlan,
-                   split: str) -> Iterator[Candidate]:
-    """The candidates of one (source split, read instruction) part that belong to `split`."""
-    source_split, read_instruction = part
-    for record_id, label, data in ds.read_tfds_part(source, read_instruction):
-        if plan.assign(record_id, source_split) == split:
-            yield Candidate(record_id, label, record_id, data)
+@dataclasses.dataclass(frozen=True)
+class CandidateBatch:
+    """Records already read."""
+
+    records: tuple[Candidate, ...]
+
+    def candidates(self) -> Iterator[Candidate]:
+        return iter(self.records)
 
 
-def unchunk(chunk: Iterable[Candidate]) -> Iterable[Candidate]:
-    return chunk
+def batches(candidates: Sequence[Candidate], size: int) -> Iterator[CandidateBatch]:
+    for start in range(0, len(candidates), size):
+        yield CandidateBatch(tuple(candidates[start:start + size]))
 
 
-# --- listing files ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TfdsPart:
+    """One part of source split `source_split` of a tfds set (`instruction`: anything tfds'
+    ``as_dataset(split=...)`` takes); its candidates are the records that belong to `split`."""
+
+    source: ds.TfdsSource
+    plan: ds.SplitPlan
+    split: str
+    source_split: str
+    instruction: Any
+
+    def candidates(self) -> Iterator[Candidate]:
+        for record_id, label, data in ds.read_tfds_part(self.source, self.instruction):
+            if self.plan.assign(record_id, self.source_split) == self.split:
+                yield Candidate(record_id, label, record_id, data)
+
 
 @dataclasses.dataclass(frozen=True)
 class ListingChunk:
@@ -63,11 +86,19 @@ class ListingChunk:
     offset: int
     size: int
 
+    def candidates(self) -> Iterator[Candidate]:
+        with FileSystems.open(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as file:
+            file.seek(self.offset)
+            lines = file.read(self.size).decode("utf-8").splitlines()
+        for line in lines:
+            record_id, label, where = json.loads(line)
+            yield Candidate(record_id, label, where)
+
 
 def write_listing(candidates: Sequence[Candidate], path: str,
                   per_chunk: int) -> list[ListingChunk]:
     """Writes file candidates (``data`` None) to `path` as JSON lines [id, label, where] and
-    returns the chunks of `per_chunk` lines (the last may be shorter) for ``read_chunk``.
+    returns its chunks of `per_chunk` lines (the last may be shorter).
 
     A listing travels to Beam's workers as a file, not inside the pipeline: Beam pickles and
     bz2-compresses every value given to ``beam.Create``, about 2 s per 100,000 files, once
@@ -84,14 +115,8 @@ def write_listing(candidates: Sequence[Candidate], path: str,
     return chunks
 
 
-def read_chunk(chunk: ListingChunk) -> Iterator[Candidate]:
-    """The candidates of one chunk that ``write_listing`` wrote."""
-    with FileSystems.open(chunk.path, compression_type=CompressionTypes.UNCOMPRESSED) as file:
-        file.seek(chunk.offset)
-        lines = file.read(chunk.size).decode("utf-8").splitlines()
-    for line in lines:
-        record_id, label, where = json.loads(line)
-        yield Candidate(record_id, label, where)
+def candidates_of(unit: ListingChunk | TfdsPart | CandidateBatch) -> Iterator[Candidate]:
+    return unit.candidates()
 
 
 # --- tf.Example encoding ---------------------------------------------------------------------
@@ -106,9 +131,27 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+def _delimited(tag: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field; `tag` is (field number << 3) | 2, under 128."""
+    size = len(payload)
+    return (bytes((tag, size)) if size < 0x80 else bytes((tag,)) + _varint(size)) + payload
+
+
+# tags of the length-delimited fields used, (field number << 3) | 2:
+_FIELD_1 = 0x0A  # Example.features, Features.feature (map entry), entry key, Feature.bytes_list,
+#                  BytesList.value, Int64List.value (packed)
+_FIELD_2 = 0x12  # map entry value
+_FIELD_3 = 0x1A  # Feature.int64_list
+_ENTRY_KEYS = {key: _delimited(_FIELD_1, key.encode("utf-8"))
+               for key in (ds.IMAGE_KEY, ds.LABEL_KEY, ds.LABEL_NAME_KEY, ds.ID_KEY)}
+
+
+def _entry(key: str, feature: bytes) -> bytes:
+    return _delimited(_FIELD_1, _ENTRY_KEYS[key] + _delimited(_FIELD_2, feature))
+
+
+def _bytes_feature(value: bytes) -> bytes:
+    return _delimited(_FIELD_1, _delimited(_FIELD_1, value))
 
 
 def serialize_example(image: bytes, label: int, label_name: str, record_id: str) -> bytes:
@@ -120,57 +163,70 @@ def serialize_example(image: bytes, label: int, label_name: str, record_id: str)
     TensorFlow and has the same size.
     """
     features = {
-        ds.IMAGE_KEY: _field(1, _field(1, image)),  # Feature.bytes_list = 1, BytesList.value = 1
-        ds.LABEL_KEY: _field(3, _field(1, _varint(label))),  # Feature.int64_list = 3, packed
-        ds.LABEL_NAME_KEY: _field(1, _field(1, label_name.encode("utf-8"))),
-        ds.ID_KEY: _field(1, _field(1, record_id.encode("utf-8"))),
+        ds.IMAGE_KEY: _bytes_feature(image),
+        ds.LABEL_KEY: _delimited(_FIELD_3, _delimited(_FIELD_1, _varint(label))),
+        ds.LABEL_NAME_KEY: _bytes_feature(label_name.encode("utf-8")),
+        ds.ID_KEY: _bytes_feature(record_id.encode("utf-8")),
     }
-    entries = b"".join(_field(1, _field(1, key.encode("utf-8")) + _field(2, feature))
-                       for key, feature in sorted(features.items()))
-    return _field(1, entries)  # Example.features = 1, Features.feature (a map) = 1
+    return _delimited(_FIELD_1, b"".join(_entry(key, features[key]) for key in sorted(features)))
 
 
 # --- check and summarize ---------------------------------------------------------------------
 
-def to_examples(candidate: Candidate, labels: tuple[str, ...]):
-    """Checks one candidate; yields its serialized tf.Example if kept, and always an
-    (outcome, where) pair on the ``OUTCOME`` output, the outcome being ``KEPT`` or the skip
-    reason. Raises ValueError for a label outside `labels`."""
-    if not 0 <= candidate.label < len(labels):
-        raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside the "
-                         f"{len(labels)} labels")
-    data = candidate.data
-    if data is None:
-        with open(candidate.where, "rb") as file:
-            data = file.read()
-    reason = ds.check_image(data)
-    yield beam.pvalue.TaggedOutput(OUTCOME, (reason or KEPT, candidate.where))
-    if reason is None:
-        yield serialize_example(data, candidate.label, labels[candidate.label], candidate.id)
+@dataclasses.dataclass(frozen=True)
+class Outcomes:
+    """How many records were kept and skipped (per reason), with the ``FIRST_SKIPPED``
+    skipped ones of smallest `where` as sorted (where, reason) pairs."""
+
+    counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    first_skipped: tuple[tuple[str, str], ...] = ()
+
+    def merge(self, *others: "Outcomes") -> "Outcomes":
+        counts = sum((other.counts for other in others), collections.Counter(self.counts))
+        skipped = sorted(self.first_skipped + sum((o.first_skipped for o in others), ()))
+        return Outcomes(counts, tuple(skipped[:FIRST_SKIPPED]))
+
+    def summary(self) -> dict[str, Any]:
+        """{"kept": n, "skipped": {reason: n for every reason}, "first_skipped": [[where,
+        reason], ...]}."""
+        return {"kept": self.counts[KEPT],
+                "skipped": {reason: self.counts[reason] for reason in ds.SKIP_REASONS},
+                "first_skipped": [list(entry) for entry in self.first_skipped]}
 
 
-class SummarizeOutcomes(beam.CombineFn):
-    """(outcome, where) pairs -> {"kept": n, "skipped": {reason: n for every reason},
-    "first_skipped": [[where, reason], ...]} (the ``FIRST_SKIPPED`` smallest `where`s)."""
+def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[str, ...]):
+    """Checks the unit's candidates; yields the serialized tf.Example of each one kept, then the
+    unit's ``Outcomes`` on the ``OUTCOME`` output. Raises ValueError for a label outside
+    `labels`."""
+    counts, skipped = collections.Counter(), []
+    for candidate in unit.candidates():
+        if not 0 <= candidate.label < len(labels):
+            raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside "
+                             f"the {len(labels)} labels")
+        data = candidate.data
+        if data is None:
+            with open(candidate.where, "rb") as file:
+                data = file.read()
+        reason = ds.check_image(data)
+        counts[reason or KEPT] += 1
+        if reason is None:
+            yield serialize_example(data, candidate.label, labels[candidate.label], candidate.id)
+        else:
+            skipped.append((candidate.where, reason))
+    yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, tuple(sorted(skipped)[:FIRST_SKIPPED])))
 
-    def create_accumulator(self):
-        return collections.Counter(), []
 
-    def add_input(self, accumulator, outcome):
-        counts, skipped = accumulator
-        counts[outcome[0]] += 1
-        if outcome[0] != KEPT:
-            skipped = sorted(skipped + [(outcome[1], outcome[0])])[:FIRST_SKIPPED]
-        return counts, skipped
+class MergeOutcomes(beam.CombineFn):
+    """Outcomes of units -> the split's ``Outcomes.summary()``."""
 
-    def merge_accumulators(self, accumulators):
-        counts, skipped = collections.Counter(), []
-        for more_counts, more_skipped in accumulators:
-            counts.update(more_counts)
-            skipped.extend(more_skipped)
-        return counts, sorted(skipped)[:FIRST_SKIPPED]
+    def create_accumulator(self) -> Outcomes:
+        return Outcomes()
 
-    def extract_output(self, accumulator):
-        counts, skipped = accumulator
-        return {"kept": counts[KEPT], "skipped": {r: counts[r] for r in ds.SKIP_REASONS},
-                "first_skipped": [list(entry) for entry in skipped]}
+    def add_input(self, accumulator: Outcomes, outcomes: Outcomes) -> Outcomes:
+        return accumulator.merge(outcomes)
+
+    def merge_accumulators(self, accumulators) -> Outcomes:
+        return Outcomes().merge(*accumulators)
+
+    def extract_output(self, accumulator: Outcomes) -> dict[str, Any]:
+        return accumulator.summary()
