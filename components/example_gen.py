@@ -138,7 +138,6 @@ def _folder_units(folder: ds.ImageFolder, plan: ds.SplitPlan, split: str,
     # Examples are written in the order workers produce them (no shuffle of the examples
     # themselves): a seeded shuffle of the listing mixes classes in every chunk and file.
     random.Random(f"ImageExampleGen:{split}").shuffle(files)
-    fileio.makedirs(work_dir)
     return image_records.write_listing(
         files, os.path.join(work_dir, f"listing-{split}.jsonl"), FILES_PER_CHUNK)
 
@@ -168,8 +167,8 @@ def _FirstByHash(units: beam.PCollection, limit: int) -> beam.PCollection:  # no
             | "Spread" >> beam.Reshuffle())
 
 
-def _summary_prefix(work_dir: str, split: str) -> str:
-    return os.path.join(work_dir, f"summary-{split}")
+def _summary_path(work_dir: str, split: str) -> str:
+    return os.path.join(work_dir, f"summary-{split}.json")
 
 
 @beam.ptransform_fn
@@ -182,7 +181,7 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
     Runs inside ``Executor.Do``, which adds two private exec properties: the source it opened
     (so a folder is listed once, not once per split) and a work dir, which receives an image
     folder's listing and the split's outcome summary (see ``image_records.Outcomes.summary``)
-    as one JSON line.
+    as JSON.
     """
     if split_pattern not in ds.LOGICAL_SPLITS:
         raise ValueError(f"ImageExampleGen split pattern must be one of {ds.LOGICAL_SPLITS}, "
@@ -206,9 +205,8 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
                .with_outputs(image_records.OUTCOME, main="examples"))
     _ = (results[image_records.OUTCOME]
          | "Summarize" >> beam.CombineGlobally(image_records.MergeOutcomes())
-         | "SummaryToJson" >> beam.Map(json.dumps)
-         | "WriteSummary" >> beam.io.WriteToText(_summary_prefix(work_dir, split_pattern),
-                                                 shard_name_template=""))
+         | "WriteSummary" >> beam.Map(image_records.write_json,
+                                      _summary_path(work_dir, split_pattern)))
     return results.examples
 
 
@@ -253,6 +251,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             output_dict[standard_component_specs.EXAMPLES_KEY])
         examples.split_names = artifact_utils.encode_split_names(_split_names(exec_properties))
         work_dir = os.path.join(examples.uri, _WORK_DIR_NAME)
+        fileio.makedirs(work_dir)
         with self._make_beam_pipeline() as pipeline:
             splits = self.GenerateExamplesByBeam(pipeline,
                                                  {**exec_properties, _WORK_DIR_KEY: work_dir,
@@ -297,7 +296,7 @@ def _read_summaries(work_dir: str, exec_properties: dict[str, Any]) -> dict[str,
                               input_config)
     summaries = {}
     for split in input_config.splits:
-        with fileio.open(_summary_prefix(work_dir, split.pattern)) as file:
+        with fileio.open(_summary_path(work_dir, split.pattern)) as file:
             summaries[split.name] = json.loads(file.read())
     return summaries
 

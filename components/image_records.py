@@ -230,3 +230,9 @@ class MergeOutcomes(beam.CombineFn):
 
     def extract_output(self, accumulator: Outcomes) -> dict[str, Any]:
         return accumulator.summary()
+
+
+def write_json(value: Any, path: str) -> None:
+    """Writes `value` as JSON to `path` (through Beam's file systems, so any URI Beam reads)."""
+    with FileSystems.create(path) as file:
+        file.write(json.dumps(value).encode("utf-8"))

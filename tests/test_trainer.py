@@ -79,7 +79,7 @@ def test_deterministic_runs_are_bitwise_identical(ingested, tmp_path):
 
 
 def test_divergence_guard_names_model_and_epoch(ingested, tmp_path):
-    diverging = dataclasses.replace(TINY, base_learning_rate=1e12, warmup_epochs=0,
+    diverging = dataclasses.replace(TINY, base_learning_rate=1e30, warmup_epochs=0,
                                     weight_decay=0.0)
     args = fn_args(ingested, tmp_path, "cifar_plain20", diverging)
     with pytest.raises(trainer.TrainingDivergedError, match=r"cifar_plain20: .* in epoch 1"):
