@@ -24,6 +24,7 @@ separators (``train/cat/cat.1.jpg``), or the tfds id (``cats_vs_dogs-train.tfrec
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import os
@@ -138,7 +139,7 @@ class SplitPlan:
             raise ValueError(f"no train split among the source splits {list(names)}")
         return cls(names, eval_fraction)
 
-    @property
+    @functools.cached_property
     def has_eval_source(self) -> bool:
         """Whether some source split maps to eval (else eval is hashed out of train)."""
         return any(logical_split(name) == EVAL for name in self.source_splits)
