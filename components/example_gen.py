@@ -25,6 +25,7 @@ splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "sour
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -40,7 +41,7 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component as example_gen_component
 from tfx.components.example_gen import utils as example_gen_utils, write_split
 from tfx.components.util import examples_utils
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_beam_executor, executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
@@ -173,10 +174,11 @@ def _summary_path(work_dir: str, split: str) -> str:
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(bytes)
+@beam.typehints.with_output_types(list[bytes])
 def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  # noqa: N802
                     split_pattern: str) -> beam.PCollection:
-    """Reads logical split `split_pattern` ("train" or "eval") as serialized tf.Examples.
+    """Reads logical split `split_pattern` ("train" or "eval") as serialized tf.Examples, in
+    batches (one list per work unit: ``Executor.Do`` writes them with ``_WriteSplit``).
 
     Runs inside ``Executor.Do``, which adds two private exec properties: the source it opened
     (so a folder is listed once, not once per split) and a work dir, which receives an image
@@ -239,6 +241,23 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     properties. It raises ValueError naming the data set when no image at all was kept.
     """
 
+    def __init__(self, context: base_beam_executor.BaseBeamExecutor.Context | None = None):
+        """As TFX's Beam executors, except that it builds no source package of TFX for the
+        Beam workers.
+
+        TFX's base class builds one (about 1 s and 50 MB left in the temp dir, every run) unless
+        the Beam args name the workers' packages, so that remote runners can install TFX. This
+        executor's workers never import TFX (see ``components.image_records``); what a remote
+        runner's workers need is this project's ``components`` package, given with
+        ``--setup_file``, ``--extra_package`` or a container image.
+        """
+        beam_args = list(context.beam_pipeline_args or []) if context else []
+        if context:
+            context = copy.copy(context)
+            context.beam_pipeline_args = []  # nothing for the base class to add packages to
+        super().__init__(context)
+        self._beam_pipeline_args = beam_args
+
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
         return _ImageToExample
 
@@ -269,15 +288,14 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
 
 @beam.ptransform_fn
-def _WriteSplit(serialized: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:  # noqa: N802
-    """Writes serialized tf.Examples as gzipped TFRecord files ``data_tfrecord-*.gz``.
-
-    The files TFX's ``write_split.WriteSplit`` writes, without its Reshuffle: each worker writes
-    the examples it made, so image bytes never travel between Beam workers. (The listing was
-    shuffled instead; see ``_folder_candidates``.)
+def _WriteSplit(batches: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:  # noqa: N802
+    """Writes batches of serialized tf.Examples as the gzipped TFRecord files
+    ``data_tfrecord-*.gz`` that TFX's ``write_split.WriteSplit`` writes, without its Reshuffle:
+    each worker writes the examples it made, so image bytes never travel between Beam workers.
+    (The listing was shuffled instead; see ``_folder_units``.)
     """
-    return serialized | "Write" >> beam.io.WriteToTFRecord(
-        os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME), file_name_suffix=".gz")
+    return batches | "Write" >> beam.io.Write(image_records.TFRecordBatchSink(
+        os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME)))
 
 
 def _split_names(exec_properties: dict[str, Any]) -> list[str]:

@@ -4,8 +4,9 @@ serialized tf.Example, count what was kept and why the rest was skipped.
 Work is handed to workers in units, each a few hundred records that the worker reads itself: a
 ``ListingChunk`` (a byte range of a listing file of image paths), a ``TfdsPart`` (a part of a
 tfds split) or a ``CandidateBatch`` (records already read, e.g. chosen by a train limit).
-Each has ``candidates()``; ``to_examples`` turns a unit into serialized tf.Examples plus one
-``Outcomes`` count for the unit, so Beam handles a few elements per image, not several.
+Each has ``candidates()``; ``to_examples`` turns a unit into one batch of serialized
+tf.Examples plus one ``Outcomes`` count, and ``TFRecordBatchSink`` writes batches: Beam
+handles a few elements per unit of a few hundred images, not one or more per image.
 
 Imports neither TensorFlow nor TFX (only Beam, PIL and ``components.data_source``): a
 multi-processing Beam worker imports this module when it unpickles these functions, and
@@ -18,9 +19,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import struct
 from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
+import google_crc32c
+from apache_beam import coders
+from apache_beam.io.filebasedsink import FileBasedSink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -195,10 +200,10 @@ class Outcomes:
 
 
 def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[str, ...]):
-    """Checks the unit's candidates; yields the serialized tf.Example of each one kept, then the
-    unit's ``Outcomes`` on the ``OUTCOME`` output. Raises ValueError for a label outside
-    `labels`."""
-    counts, skipped = collections.Counter(), []
+    """Checks the unit's candidates; yields the serialized tf.Examples of those kept as one
+    list (unless none was kept), and the unit's ``Outcomes`` on the ``OUTCOME`` output. Raises
+    ValueError for a label outside `labels`."""
+    counts, skipped, examples = collections.Counter(), [], []
     for candidate in unit.candidates():
         if not 0 <= candidate.label < len(labels):
             raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside "
@@ -210,10 +215,40 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
         reason = ds.check_image(data)
         counts[reason or KEPT] += 1
         if reason is None:
-            yield serialize_example(data, candidate.label, labels[candidate.label], candidate.id)
+            examples.append(serialize_example(data, candidate.label, labels[candidate.label],
+                                              candidate.id))
         else:
             skipped.append((candidate.where, reason))
+    if examples:
+        yield examples
     yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, tuple(sorted(skipped)[:FIRST_SKIPPED])))
+
+
+# --- TFRecord files --------------------------------------------------------------------------
+
+def _masked_crc32c(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord(record: bytes) -> bytes:
+    """One TFRecord: the length (uint64), its masked CRC-32C, the data, the data's masked CRC-32C
+    (little-endian), the framing ``tf.io.TFRecordWriter`` writes."""
+    length = struct.pack("<Q", len(record))
+    return (length + struct.pack("<I", _masked_crc32c(length)) + record
+            + struct.pack("<I", _masked_crc32c(record)))
+
+
+class TFRecordBatchSink(FileBasedSink):
+    """A Beam file sink whose elements are batches (sequences) of serialized records, written as
+    TFRecords in shards ``<prefix>-SSSSS-of-NNNNN<suffix>``, gzipped when the suffix is ``.gz``
+    (as Beam's ``WriteToTFRecord`` writes single records)."""
+
+    def __init__(self, file_path_prefix: str, file_name_suffix: str = ".gz"):
+        super().__init__(file_path_prefix, coders.BytesCoder(), file_name_suffix=file_name_suffix)
+
+    def write_record(self, file_handle, value: Sequence[bytes]) -> None:
+        file_handle.write(b"".join(tfrecord(record) for record in value))
 
 
 class MergeOutcomes(beam.CombineFn):
