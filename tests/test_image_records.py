@@ -136,3 +136,35 @@ def test_png_check_reasons():
                   + png_chunk(b"IDAT", zlib.compress(b"\x00" * 20)) + png_chunk(b"IEND", b""))
     assert ds.check_png(no_palette) == "undecodable"  # ... without its PLTE
     assert not tensorflow_decodes(no_palette)
+
+
+# --- TFRecord framing and the executor's Beam arguments --------------------------------------
+
+def test_tfrecords_are_read_back_by_tensorflow_which_checks_their_crcs(tmp_path):
+    records = [b"", b"x", bytes(range(256)) * 40]
+    path = tmp_path / "data.tfrecord"
+    path.write_bytes(b"".join(image_records.tfrecord(record) for record in records))
+    assert list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator()) == records
+
+    damaged = bytearray(path.read_bytes())
+    damaged[-3] ^= 1  # inside the last record's data CRC
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(tf.errors.DataLossError):
+        list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+
+
+def test_executor_keeps_beam_args_and_builds_no_tfx_package(tmp_path, monkeypatch):
+    import tempfile
+
+    from tfx.components.statistics_gen import executor as statistics_gen
+
+    from components import example_gen
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    executor = example_gen.Executor(example_gen.Executor.Context(beam_pipeline_args=list(args)))
+    assert executor._beam_pipeline_args == args
+    assert list(tmp_path.iterdir()) == []
+    # TFX's own Beam executors do build one, in the temp dir: the check above can fail
+    statistics_gen.Executor(statistics_gen.Executor.Context(beam_pipeline_args=list(args)))
+    assert list(tmp_path.glob("*/build/tfx/dist/tfx_ephemeral-*.tar.gz"))
