@@ -30,7 +30,7 @@ import dataclasses
 import json
 import os
 import random
-from typing import Any, Iterator
+from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
@@ -53,9 +53,9 @@ from components.data_source import (  # noqa: F401  (re-exported: the output con
     ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE)
 
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
-FILES_PER_CHUNK = 256  # image-folder files handed to a worker at a time
+FILES_PER_CHUNK = 256  # records in a work unit: image-folder files or train-limit batches
 
-_WORK_DIR_KEY = "_image_example_gen_work_dir"  # exec property: where splits write summaries
+_WORK_DIR_KEY = "_image_example_gen_work_dir"  # exec property: listings and split summaries
 _OPENED_KEY = "_image_example_gen_opened"  # exec property: the source Do opened (listed once)
 _WORK_DIR_NAME = "_image_example_gen_work"  # under the Examples URI; removed after the run
 
@@ -214,11 +214,6 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
 
 # --- executor --------------------------------------------------------------------------------
 
-def _write_json(path: str, value: Any) -> None:
-    with fileio.open(path, "w") as file:
-        file.write(json.dumps(value, indent=1) + "\n")
-
-
 def _skip_report(summaries: dict[str, dict]) -> dict[str, Any]:
     """skipped.json's content from the per-split summaries."""
     report: dict[str, Any] = {split: summary["skipped"] for split, summary in summaries.items()}
@@ -324,9 +319,9 @@ def _publish(examples: types.Artifact, config: ImageGenConfig, labels: tuple[str
     """Writes labels.json and skipped.json, sets the custom properties, logs the outcome;
     raises ValueError naming the data set if no image was kept."""
     report = _skip_report(summaries)
-    _write_json(os.path.join(examples.uri, LABELS_FILE),
-                {"names": list(labels), "num_classes": len(labels), "source": config.data})
-    _write_json(os.path.join(examples.uri, SKIPPED_FILE), report)
+    image_records.write_json({"names": list(labels), "num_classes": len(labels),
+                              "source": config.data}, os.path.join(examples.uri, LABELS_FILE))
+    image_records.write_json(report, os.path.join(examples.uri, SKIPPED_FILE))
     examples.set_string_custom_property("skipped_json", json.dumps(report, sort_keys=True))
     examples.set_int_custom_property("num_classes", len(labels))
     for split, count in report["examples"].items():

@@ -20,7 +20,7 @@ import collections
 import dataclasses
 import json
 import struct
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 import google_crc32c
@@ -268,6 +268,7 @@ class MergeOutcomes(beam.CombineFn):
 
 
 def write_json(value: Any, path: str) -> None:
-    """Writes `value` as JSON to `path` (through Beam's file systems, so any URI Beam reads)."""
+    """Writes `value` as indented JSON to `path` (through Beam's file systems: any URI Beam
+    writes)."""
     with FileSystems.create(path) as file:
-        file.write(json.dumps(value).encode("utf-8"))
+        file.write((json.dumps(value, indent=1) + "\n").encode("utf-8"))
