@@ -4,8 +4,9 @@ Runs ImageExampleGen -> StatisticsGen -> SchemaGen -> SchemaCurator -> ExampleVa
 Transform with LocalDagRunner and Beam's DirectRunner (multi-processing, one worker per core by
 default), then measures the baseline a user could write by hand in the same process: a plain
 Python loop that reads every file and writes its bytes to a gzipped TFRecord as a tf.Example
-with the same four features ExampleGen writes. Prints one JSON object on a line of its own,
-then one summary line.
+with the same four features ExampleGen writes. Every file is read once before either is timed,
+so both read from the page cache. Prints one JSON object on a line of its own, then one summary
+line.
 
     .venv/bin/python benchmarks/ingest_benchmark.py [--data imagefolder:../shared/datasets/cifar10/png]
         [--image-size 224] [--workdir /tmp/ingest-benchmark] [--beam-args "..."]

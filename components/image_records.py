@@ -94,7 +94,7 @@ class ListingChunk:
     def candidates(self) -> Iterator[Candidate]:
         with FileSystems.open(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as file:
             file.seek(self.offset)
-            lines = file.read(self.size).decode("utf-8").splitlines()
+            lines = file.read(self.size).splitlines()  # json.dumps wrote ASCII, "\n"-ended
         for line in lines:
             record_id, label, where = json.loads(line)
             yield Candidate(record_id, label, where)
