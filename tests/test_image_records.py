@@ -188,3 +188,13 @@ def test_executor_keeps_beam_args_and_builds_no_tfx_package(tmp_path, monkeypatc
     # TFX's own Beam executors do build one, in the temp dir: the check above can fail
     statistics_gen.Executor(statistics_gen.Executor.Context(beam_pipeline_args=list(args)))
     assert list(tmp_path.glob("*/build/tfx/dist/tfx_ephemeral-*.tar.gz"))
+
+
+def test_listing_chunks_give_back_every_candidate_whatever_its_name(tmp_path):
+    names = ["plain.png", "line\nbreak.png", "sep\u2028arator.png", "é ü.jpg", "tab\t.png",
+             "quote\".png"] * 3
+    candidates = [image_records.Candidate(f"train/cat/{i}-{name}", i % 3, f"/data/{i}-{name}")
+                  for i, name in enumerate(names)]
+    chunks = image_records.write_listing(candidates, str(tmp_path / "listing.jsonl"), 4)
+    assert [len(list(chunk.candidates())) for chunk in chunks] == [4, 4, 4, 4, 2]
+    assert [c for chunk in chunks for c in chunk.candidates()] == candidates
