@@ -163,7 +163,8 @@ def _FirstByHash(units: beam.PCollection, limit: int) -> beam.PCollection:  # no
     of their id."""
     return (units
             | "Read" >> beam.FlatMap(image_records.candidates_of)
-            | "Smallest" >> beam.combiners.Top.Smallest(limit, key=image_records.candidate_limit_key)
+            | "Smallest" >> beam.combiners.Top.Smallest(
+                limit, key=image_records.candidate_limit_key)
             | "Batch" >> beam.FlatMap(image_records.batches, FILES_PER_CHUNK)
             | "Spread" >> beam.Reshuffle())
 
