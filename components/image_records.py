@@ -221,7 +221,8 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
             skipped.append((candidate.where, reason))
     if examples:
         yield examples
-    yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, tuple(sorted(skipped)[:FIRST_SKIPPED])))
+    first_skipped = tuple(sorted(skipped)[:FIRST_SKIPPED])
+    yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, first_skipped))
 
 
 # --- TFRecord files --------------------------------------------------------------------------
