@@ -190,12 +190,11 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
         raise ValueError(f"ImageExampleGen split pattern must be one of {ds.LOGICAL_SPLITS}, "
                          f"got {split_pattern!r}")
     config = ImageGenConfig.from_exec_properties(exec_properties)
-    opened = exec_properties.get(_OPENED_KEY) or _open_source(config)
-    plan = _split_plan(opened, config)
-    work_dir = exec_properties.get(_WORK_DIR_KEY)
-    if not work_dir:
+    if _OPENED_KEY not in exec_properties or _WORK_DIR_KEY not in exec_properties:
         raise ValueError("_ImageToExample runs inside ImageExampleGen's Executor.Do, which "
-                         f"sets the {_WORK_DIR_KEY} exec property")
+                         f"sets the {_OPENED_KEY} and {_WORK_DIR_KEY} exec properties")
+    opened, work_dir = exec_properties[_OPENED_KEY], exec_properties[_WORK_DIR_KEY]
+    plan = _split_plan(opened, config)
     if isinstance(opened, ds.ImageFolder):
         units = _folder_units(opened, plan, split_pattern, work_dir)
     else:
@@ -245,7 +244,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         the Beam args name the workers' packages, so that remote runners can install TFX. This
         executor's workers never import TFX (see ``components.image_records``); what a remote
         runner's workers need is this project's ``components`` package, given with
-        ``--setup_file``, ``--extra_package`` or a container image.
+        ``--extra_package`` or a container image (see the README).
         """
         beam_args = list(context.beam_pipeline_args or []) if context else []
         if context:
@@ -264,7 +263,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         opened = _open_source(config)
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
-        examples.split_names = artifact_utils.encode_split_names(_split_names(exec_properties))
+        input_config, output_config = _split_configs(exec_properties)
+        examples.split_names = artifact_utils.encode_split_names(
+            example_gen_utils.generate_output_split_names(input_config, output_config))
         work_dir = os.path.join(examples.uri, _WORK_DIR_NAME)
         fileio.makedirs(work_dir)
         with self._make_beam_pipeline() as pipeline:
@@ -278,7 +279,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             standard_component_specs.OUTPUT_DATA_FORMAT_KEY, example_gen_pb2.FORMAT_TF_EXAMPLE))
         examples_utils.set_file_format(
             examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-        summaries = _read_summaries(work_dir, exec_properties)
+        summaries = _read_summaries(work_dir, input_config)
         fileio.rmtree(work_dir)
         _publish(examples, config, opened.labels, summaries)
 
@@ -294,20 +295,18 @@ def _WriteSplit(batches: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:
         os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME)))
 
 
-def _split_names(exec_properties: dict[str, Any]) -> list[str]:
+def _split_configs(
+        exec_properties: dict[str, Any]) -> tuple[example_gen_pb2.Input, example_gen_pb2.Output]:
     input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
                               input_config)
     proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
                               output_config)
-    return example_gen_utils.generate_output_split_names(input_config, output_config)
+    return input_config, output_config
 
 
-def _read_summaries(work_dir: str, exec_properties: dict[str, Any]) -> dict[str, dict]:
+def _read_summaries(work_dir: str, input_config: example_gen_pb2.Input) -> dict[str, dict]:
     """{output split name: the summary its PTransform wrote}."""
-    input_config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
-                              input_config)
     summaries = {}
     for split in input_config.splits:
         with fileio.open(_summary_path(work_dir, split.pattern)) as file:
