@@ -10,11 +10,23 @@ A data set is named by one string (``parse_data``):
   level. Hidden entries (names starting with ``.``) are ignored; every other file in a class
   folder (at any depth) is a candidate image, whatever its extension: content decides.
 
-Splits: the pipeline has two logical splits, ``train`` and ``eval``. ``SPLIT_NAMES`` maps source
-split names onto them; any other source split name is an error. A source without an eval split
-(an image folder without split level, or a tfds set with only ``train``) is split
-deterministically: a train record goes to ``eval`` when ``id_fraction(record_id)``, a stable
-SHA-256 hash of its id mapped to [0, 1), is below ``eval_fraction``.
+Splits: the pipeline has two logical splits, ``train`` and ``eval``, and an optional third,
+``validation``. ``SPLIT_NAMES`` maps source split names onto train and eval; any other source
+split name is an error. Hold-outs of train are deterministic: a train record is moved by
+``id_fraction(record_id)``, a stable SHA-256 hash of its id mapped to [0, 1), into one of two
+disjoint bands (``SplitPlan.bands``):
+
+- ``eval`` gets the records with id_fraction in [0, eval_fraction), only when the source has no
+  eval split (an image folder without split level, or a tfds set with only ``train``);
+- ``validation`` (only when ``validation_fraction`` > 0) gets those in [low, low +
+  validation_fraction), where low is eval_fraction when eval is held out as above, else 0.
+
+Every other train record stays in ``train``; a source's eval split goes to ``eval`` whole. So
+validation never overlaps train or eval, and e.g. CIFAR-10 (train and test) with
+validation_fraction 0.1 gives about 45,000 train / 5,000 validation / 10,000 eval (the paper's
+protocol). The source of ``eval`` is named by ``eval_split_name``: ``test``, ``validation``,
+``eval`` or ``held_out``. Note the two meanings of "validation": a source split of that name
+feeds ``eval``; the logical split ``validation`` is always carved out of train.
 
 Record ids are stable per record: the path relative to the image folder root with ``/``
 separators (``train/cat/cat.1.jpg``), or the tfds id (``cats_vs_dogs-train.tfrecord-00000-of-
@@ -35,7 +47,7 @@ from typing import Iterator, Literal, Mapping
 
 from PIL import Image
 
-TRAIN, EVAL = "train", "eval"
+TRAIN, EVAL, VALIDATION = "train", "eval", "validation"
 
 # The contract of ImageExampleGen's output, read by Transform, SchemaCurator and the Trainer:
 # tf.Example feature names, and the files written beside the splits in the Examples URI.
@@ -45,6 +57,11 @@ LOGICAL_SPLITS = (TRAIN, EVAL)
 SPLIT_NAMES: Mapping[str, str] = {
     "train": TRAIN, "test": EVAL, "validation": EVAL, "val": EVAL, "eval": EVAL, "valid": EVAL}
 DEFAULT_EVAL_FRACTION = 0.2
+# What an eval split is, by the name of the source split(s) feeding it (``eval_split_name``).
+EVAL_SPLIT_NAMES: Mapping[str, str] = {
+    "test": "test", "validation": "validation", "val": "validation", "valid": "validation",
+    "eval": "eval"}
+HELD_OUT = "held_out"  # eval_split_name of an eval split hashed out of train
 
 SKIP_REASONS = ("empty", "not_an_image", "unsupported_format", "truncated", "undecodable")
 # The formats tf.io.decode_image decodes. PIL calls JPEGs carrying an MP (multi-picture)
@@ -120,41 +137,88 @@ def first_by_hash(record_ids, limit: int) -> list[str]:
     return sorted(record_ids, key=limit_key)[:limit]
 
 
+def logical_splits(validation_fraction: float = 0.0) -> tuple[str, ...]:
+    """The logical splits written: train and eval, and validation when its fraction is > 0."""
+    return LOGICAL_SPLITS + ((VALIDATION,) if validation_fraction > 0 else ())
+
+
+def eval_split_name(source_splits) -> str:
+    """What the eval split really is, for reports: ``test``, ``validation`` (from a source split
+    ``validation``, ``val`` or ``valid``) or ``eval``, by the source split(s) feeding it (sorted
+    and joined by ``+`` if several do, e.g. ``test+validation``); ``held_out`` when no source
+    split maps to eval, i.e. eval is hashed out of train. Raises ValueError for an unknown name.
+    """
+    names = sorted({EVAL_SPLIT_NAMES[name] for name in source_splits
+                    if logical_split(name) == EVAL})
+    return "+".join(names) or HELD_OUT
+
+
 @dataclasses.dataclass(frozen=True)
 class SplitPlan:
     """Which source splits feed each logical split, and which split a record goes to.
 
-    Build it with ``SplitPlan.of``, which validates the source split names.
+    Build it with ``SplitPlan.of``, which validates the source split names and the fractions.
     """
 
     source_splits: tuple[str, ...]
     eval_fraction: float = DEFAULT_EVAL_FRACTION
+    validation_fraction: float = 0.0
 
     @classmethod
-    def of(cls, source_splits, eval_fraction: float = DEFAULT_EVAL_FRACTION) -> "SplitPlan":
-        """Raises ValueError for an unknown split name, a missing train split or a bad fraction."""
+    def of(cls, source_splits, eval_fraction: float = DEFAULT_EVAL_FRACTION,
+           validation_fraction: float = 0.0) -> "SplitPlan":
+        """Raises ValueError for an unknown split name, a missing train split, a bad fraction,
+        or hold-outs that would leave nothing of train (see ``bands``)."""
         check_eval_fraction(eval_fraction)
+        check_validation_fraction(validation_fraction)
         names = tuple(sorted(source_splits))
         if TRAIN not in [logical_split(name) for name in names]:
             raise ValueError(f"no train split among the source splits {list(names)}")
-        return cls(names, eval_fraction)
+        plan = cls(names, eval_fraction, validation_fraction)
+        if sum(high - low for _, low, high in plan.bands) >= 1.0:
+            raise ValueError(f"eval_fraction {eval_fraction} + validation_fraction "
+                             f"{validation_fraction} leave no train records: the source splits "
+                             f"{list(names)} have no eval split, so eval is held out of train "
+                             "too; their sum must be below 1")
+        return plan
 
     @functools.cached_property
     def has_eval_source(self) -> bool:
         """Whether some source split maps to eval (else eval is hashed out of train)."""
         return any(logical_split(name) == EVAL for name in self.source_splits)
 
+    @functools.cached_property
+    def eval_split_name(self) -> str:
+        """What eval is: ``test``, ``validation``, ``eval``, ``held_out`` (``eval_split_name``)."""
+        return eval_split_name(self.source_splits)
+
+    @property
+    def logical_splits(self) -> tuple[str, ...]:
+        """The splits records are assigned to: train, eval (and validation if its fraction > 0)."""
+        return logical_splits(self.validation_fraction)
+
+    @functools.cached_property
+    def bands(self) -> tuple[tuple[str, float, float], ...]:
+        """(split, low, high): the non-empty, disjoint ranges of ``id_fraction`` that move a
+        train record to another split (see the module docstring)."""
+        eval_width = 0.0 if self.has_eval_source else self.eval_fraction
+        bands = ((EVAL, 0.0, eval_width),
+                 (VALIDATION, eval_width, eval_width + self.validation_fraction))
+        return tuple(band for band in bands if band[1] < band[2])
+
     def sources_for(self, split: str) -> tuple[str, ...]:
         """The source splits whose records may land in logical split `split`."""
-        wanted = TRAIN if split == EVAL and not self.has_eval_source else split
+        wanted = TRAIN if split in [name for name, _, _ in self.bands] else split
         return tuple(name for name in self.source_splits if logical_split(name) == wanted)
 
     def assign(self, record_id: str, source_split: str) -> str:
         """The logical split of a record from `source_split`."""
         split = logical_split(source_split)
-        if (split == TRAIN and not self.has_eval_source
-                and id_fraction(record_id) < self.eval_fraction):
-            return EVAL
+        if split == TRAIN and self.bands:
+            fraction = id_fraction(record_id)
+            for name, low, high in self.bands:
+                if low <= fraction < high:
+                    return name
         return split
 
 
@@ -162,6 +226,13 @@ def check_eval_fraction(eval_fraction: float) -> None:
     """Raises ValueError unless 0 < eval_fraction < 1."""
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"eval_fraction must be between 0 and 1 (exclusive), got {eval_fraction}")
+
+
+def check_validation_fraction(validation_fraction: float) -> None:
+    """Raises ValueError unless 0 <= validation_fraction < 1 (0: no validation split)."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError("validation_fraction must be at least 0 (no validation split) and "
+                         f"below 1, got {validation_fraction}")
 
 
 # --- image folders ---------------------------------------------------------------------------

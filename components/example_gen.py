@@ -1,10 +1,12 @@
 """ImageExampleGen: a TFX ExampleGen that turns an image data set into tf.Examples.
 
 It follows TFX's query-based ExampleGen conventions (as BigQueryExampleGen does): the component
-subclasses ``QueryBasedExampleGen`` with a Beam executor; its input config has two splits whose
-pattern is the logical split (``train`` -> ``train``, ``eval`` -> ``eval``); the splits are
-written as gzipped TFRecords to ``Split-train`` / ``Split-eval`` of the Examples artifact, and
-TFX's driver handles span and version (span 0 unless a range config says otherwise). The
+subclasses ``QueryBasedExampleGen`` with a Beam executor; its input config has one split per
+logical split whose pattern is the logical split (``train`` -> ``train``, ``eval`` -> ``eval``,
+and ``validation`` -> ``validation`` when ``validation_fraction`` > 0); its output config is
+empty, so TFX names the output splits after the input splits. They are written as gzipped
+TFRecords to ``Split-train`` / ``Split-eval`` (/ ``Split-validation``) of the Examples artifact,
+and TFX's driver handles span and version (span 0 unless a range config says otherwise). The
 per-record work runs in ``components.image_records``, which Beam workers import without
 TensorFlow.
 
@@ -19,8 +21,11 @@ checks). Every output tf.Example has:
 Files that are not usable images are skipped and counted per split and reason. Besides the
 splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "source"}) and
 ``skipped.json`` ({"train": {reason: n}, "eval": {...}, "examples": {"train": n, "eval": m},
-"first_skipped": [path or tfds id, ...]}), and the artifact carries the custom properties
-``skipped_json``, ``examples_train``, ``examples_eval`` and ``num_classes``.
+"first_skipped": [path or tfds id, ...], "eval_split_name": "test"}, plus "validation" keys in
+both maps when that split is written), and the artifact carries the custom properties
+``skipped_json``, ``examples_train``, ``examples_eval`` (and ``examples_validation``),
+``num_classes`` and ``eval_split_name`` (``data_source.eval_split_name``: ``test``,
+``validation``, ``eval`` or ``held_out``).
 """
 
 from __future__ import annotations
@@ -67,7 +72,11 @@ class ImageGenConfig:
     ``train_limit``: keep only the train records ``data_source.first_by_hash`` picks from the
     split's record ids (a deterministic subset for fast profiles). It selects among the
     candidate records before the image checks, so a limited split may hold fewer images if some
-    of those are skipped. Eval is never limited.
+    of those are skipped. It applies after validation is carved out; eval and validation are
+    never limited.
+
+    ``validation_fraction``: share of train records (by id hash, disjoint from any eval hold-out;
+    see ``data_source``) written as a third split ``validation``; 0 writes no such split.
     """
 
     data: str
@@ -76,10 +85,12 @@ class ImageGenConfig:
     tfds_download_dir: str | None = None
     tfds_manual_dir: str | None = None
     train_limit: int | None = None
+    validation_fraction: float = 0.0
 
     def __post_init__(self):
         ds.parse_data(self.data)
         ds.check_eval_fraction(self.eval_fraction)
+        ds.check_validation_fraction(self.validation_fraction)
         if self.train_limit is not None and (not isinstance(self.train_limit, int)
                                              or self.train_limit < 1):
             raise ValueError(f"train_limit must be a positive integer, got {self.train_limit!r}")
@@ -88,11 +99,19 @@ class ImageGenConfig:
     def source(self) -> ds.DataSource:
         return ds.parse_data(self.data)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The logical splits written (``data_source.logical_splits``)."""
+        return ds.logical_splits(self.validation_fraction)
+
     def to_proto(self) -> example_gen_pb2.CustomConfig:
-        """The settings as ExampleGen's CustomConfig (a packed google.protobuf.Struct)."""
+        """The settings as ExampleGen's CustomConfig (a packed google.protobuf.Struct).
+
+        Unset settings are left out, and so is a validation_fraction of 0: without a validation
+        split the config is what it was before that setting existed (same cache key)."""
         struct = struct_pb2.Struct()
         struct.update({key: value for key, value in dataclasses.asdict(self).items()
-                       if value is not None})
+                       if value is not None and (key, value) != ("validation_fraction", 0)})
         config = example_gen_pb2.CustomConfig()
         config.custom_config.Pack(struct)
         return config
@@ -128,7 +147,7 @@ def _open_source(config: ImageGenConfig) -> ds.ImageFolder | ds.TfdsSource:
 
 def _split_plan(opened: ds.ImageFolder | ds.TfdsSource, config: ImageGenConfig) -> ds.SplitPlan:
     names = opened.source_splits if isinstance(opened, ds.ImageFolder) else opened.split_sizes
-    return ds.SplitPlan.of(names, config.eval_fraction)
+    return ds.SplitPlan.of(names, config.eval_fraction, config.validation_fraction)
 
 
 def _folder_units(folder: ds.ImageFolder, plan: ds.SplitPlan, split: str,
@@ -147,7 +166,8 @@ def _tfds_units(source: ds.TfdsSource, plan: ds.SplitPlan,
                 split: str) -> list[image_records.TfdsPart]:
     """Parallel parts of each source split that feeds `split`, read without decoding.
 
-    A set with only a train split is read once per logical split (each keeps its own records).
+    A source split feeding several logical splits (train, when eval or validation is held out
+    of it) is read once per logical split; each keeps its own records.
     """
     import tensorflow_datasets as tfds
 
@@ -178,18 +198,19 @@ def _summary_path(work_dir: str, split: str) -> str:
 @beam.typehints.with_output_types(list[bytes])
 def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  # noqa: N802
                     split_pattern: str) -> beam.PCollection:
-    """Reads logical split `split_pattern` ("train" or "eval") as serialized tf.Examples, in
-    batches (one list per work unit: ``Executor.Do`` writes them with ``_WriteSplit``).
+    """Reads logical split `split_pattern` (one of ``ImageGenConfig.splits``) as serialized
+    tf.Examples, in batches (one list per work unit: ``Executor.Do`` writes them with
+    ``_WriteSplit``).
 
     Runs inside ``Executor.Do``, which adds two private exec properties: the source it opened
     (so a folder is listed once, not once per split) and a work dir, which receives an image
     folder's listing and the split's outcome summary (see ``image_records.Outcomes.summary``)
     as JSON.
     """
-    if split_pattern not in ds.LOGICAL_SPLITS:
-        raise ValueError(f"ImageExampleGen split pattern must be one of {ds.LOGICAL_SPLITS}, "
-                         f"got {split_pattern!r}")
     config = ImageGenConfig.from_exec_properties(exec_properties)
+    if split_pattern not in config.splits:
+        raise ValueError(f"ImageExampleGen split pattern must be one of {config.splits}, "
+                         f"got {split_pattern!r}")
     if _OPENED_KEY not in exec_properties or _WORK_DIR_KEY not in exec_properties:
         raise ValueError("_ImageToExample runs inside ImageExampleGen's Executor.Do, which "
                          f"sets the {_OPENED_KEY} and {_WORK_DIR_KEY} exec properties")
@@ -214,12 +235,13 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
 
 # --- executor --------------------------------------------------------------------------------
 
-def _skip_report(summaries: dict[str, dict]) -> dict[str, Any]:
+def _skip_report(summaries: dict[str, dict], eval_split_name: str) -> dict[str, Any]:
     """skipped.json's content from the per-split summaries."""
     report: dict[str, Any] = {split: summary["skipped"] for split, summary in summaries.items()}
     report["examples"] = {split: summary["kept"] for split, summary in summaries.items()}
     first = sorted(entry for summary in summaries.values() for entry in summary["first_skipped"])
     report["first_skipped"] = [where for where, _ in first[:image_records.FIRST_SKIPPED]]
+    report["eval_split_name"] = eval_split_name
     for where, reason in first[:image_records.FIRST_SKIPPED]:
         logging.warning("ImageExampleGen skipped %s: %s", where, reason)
     return report
@@ -228,8 +250,9 @@ def _skip_report(summaries: dict[str, dict]) -> dict[str, Any]:
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """ImageExampleGen's Beam executor.
 
-    ``Do`` opens the data set before Beam runs (a bad data string, a missing folder or an
-    unknown tfds set raise ValueError naming it), builds each split with TFX's
+    ``Do`` opens the data set and plans its splits before Beam runs (a bad data string, a
+    missing folder, an unknown tfds set or split, or an input config whose splits are not
+    ``ImageGenConfig.splits`` raise ValueError naming it), builds each split with TFX's
     ``GenerateExamplesByBeam`` (one ``_ImageToExample`` per input split), writes it with
     ``_WriteSplit``, sets the payload and file format properties as TFX's ExampleGen does, then
     writes ``labels.json`` and ``skipped.json`` next to the splits and sets the artifact's custom
@@ -261,9 +284,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         config = ImageGenConfig.from_exec_properties(exec_properties)
         opened = _open_source(config)
+        plan = _split_plan(opened, config)
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         input_config, output_config = _split_configs(exec_properties)
+        _check_input_splits(input_config, config)
         examples.split_names = artifact_utils.encode_split_names(
             example_gen_utils.generate_output_split_names(input_config, output_config))
         work_dir = os.path.join(examples.uri, _WORK_DIR_NAME)
@@ -281,7 +306,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
         summaries = _read_summaries(work_dir, input_config)
         fileio.rmtree(work_dir)
-        _publish(examples, config, opened.labels, summaries)
+        _publish(examples, config, opened.labels, summaries, plan.eval_split_name)
 
 
 @beam.ptransform_fn
@@ -305,6 +330,16 @@ def _split_configs(
     return input_config, output_config
 
 
+def _check_input_splits(input_config: example_gen_pb2.Input, config: ImageGenConfig) -> None:
+    """Raises ValueError unless the input splits' patterns are ``config.splits`` (a split left
+    out would silently drop its records)."""
+    patterns = sorted(split.pattern for split in input_config.splits)
+    if patterns != sorted(config.splits):
+        raise ValueError(f"ImageExampleGen's input config has the split patterns {patterns}, "
+                         f"expected {sorted(config.splits)} for validation_fraction "
+                         f"{config.validation_fraction} (see image_input_config)")
+
+
 def _read_summaries(work_dir: str, input_config: example_gen_pb2.Input) -> dict[str, dict]:
     """{output split name: the summary its PTransform wrote}."""
     summaries = {}
@@ -315,53 +350,62 @@ def _read_summaries(work_dir: str, input_config: example_gen_pb2.Input) -> dict[
 
 
 def _publish(examples: types.Artifact, config: ImageGenConfig, labels: tuple[str, ...],
-             summaries: dict[str, dict]) -> None:
+             summaries: dict[str, dict], eval_split_name: str) -> None:
     """Writes labels.json and skipped.json, sets the custom properties, logs the outcome;
     raises ValueError naming the data set if no image was kept."""
-    report = _skip_report(summaries)
+    report = _skip_report(summaries, eval_split_name)
     image_records.write_json({"names": list(labels), "num_classes": len(labels),
                               "source": config.data}, os.path.join(examples.uri, LABELS_FILE))
     image_records.write_json(report, os.path.join(examples.uri, SKIPPED_FILE))
     examples.set_string_custom_property("skipped_json", json.dumps(report, sort_keys=True))
     examples.set_int_custom_property("num_classes", len(labels))
+    examples.set_string_custom_property("eval_split_name", eval_split_name)
     for split, count in report["examples"].items():
         examples.set_int_custom_property(f"examples_{split}", count)
     skipped = {split: report[split] for split in summaries}
-    logging.info("ImageExampleGen: %s examples %s, skipped %s", config.data,
-                 report["examples"], skipped)
+    logging.info("ImageExampleGen: %s examples %s (eval: %s), skipped %s", config.data,
+                 report["examples"], eval_split_name, skipped)
     if not sum(report["examples"].values()):
         raise ValueError(f"no valid images in data {config.data!r} (skipped: {skipped})")
 
 
 class ImageExampleGen(example_gen_component.QueryBasedExampleGen):
-    """Ingests an image classification data set as ``train`` and ``eval`` tf.Example splits.
+    """Ingests an image classification data set as ``train`` and ``eval`` tf.Example splits,
+    and a ``validation`` split held out of train if asked.
 
     Args:
       data: ``tfds:NAME[:CONFIG]`` or ``imagefolder:PATH`` (``components.data_source``).
       eval_fraction: share of train records moved to eval when the source has no eval split.
       tfds_data_dir, tfds_download_dir, tfds_manual_dir: tfds' ``data_dir``, ``download_dir``
         and ``DownloadConfig(manual_dir=...)``; None uses tfds' defaults.
-      train_limit: keep only this many train records, chosen deterministically by id hash.
+      train_limit: keep only this many train records (after validation is carved out), chosen
+        deterministically by id hash.
+      validation_fraction: share of train records moved, by id hash, to a third split
+        ``validation`` (disjoint from train and eval); 0 (the default) writes no such split.
 
     Raises ValueError at construction for an invalid data string (not a missing path: the
-    folder needs to exist only where the executor runs), fraction or limit.
+    folder needs to exist only where the executor runs), fraction or limit. That
+    eval_fraction + validation_fraction leave some train records is checked by the executor,
+    which knows whether the source has its own eval split.
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, data: str, eval_fraction: float = ds.DEFAULT_EVAL_FRACTION,
                  tfds_data_dir: str | None = None, tfds_download_dir: str | None = None,
-                 tfds_manual_dir: str | None = None, train_limit: int | None = None):
+                 tfds_manual_dir: str | None = None, train_limit: int | None = None,
+                 validation_fraction: float = 0.0):
         config = ImageGenConfig(data, eval_fraction, tfds_data_dir, tfds_download_dir,
-                                tfds_manual_dir, train_limit)
-        super().__init__(input_config=image_input_config(), output_config=example_gen_pb2.Output(),
-                         custom_config=config.to_proto())
+                                tfds_manual_dir, train_limit, validation_fraction)
+        super().__init__(input_config=image_input_config(config.splits),
+                         output_config=example_gen_pb2.Output(), custom_config=config.to_proto())
 
 
-def image_input_config() -> example_gen_pb2.Input:
-    """Two input splits whose pattern is the logical split: train -> train, eval -> eval."""
+def image_input_config(splits: tuple[str, ...] = ds.LOGICAL_SPLITS) -> example_gen_pb2.Input:
+    """One input split per logical split (``ImageGenConfig.splits``), its pattern the split's
+    name: train -> train, eval -> eval (, validation -> validation)."""
     return example_gen_pb2.Input(splits=[
-        example_gen_pb2.Input.Split(name=split, pattern=split) for split in ds.LOGICAL_SPLITS])
+        example_gen_pb2.Input.Split(name=split, pattern=split) for split in splits])
 
 
 def read_examples(examples: types.Artifact | str, split: str) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ under tests/fixtures (regenerate them with tests/fixtures/make_fixtures.py). No 
 from __future__ import annotations
 
 import hashlib
+import collections
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from google.protobuf import struct_pb2
 from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from PIL import ImageFile
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
@@ -29,6 +31,7 @@ from components import example_gen as eg
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 PETS, CIFAR_FLAT, BROKEN = FIXTURES / "pets", FIXTURES / "cifar_flat", FIXTURES / "broken"
+SMOKE = pathlib.Path(__file__).resolve().parents[1] / "data" / "cifar10_smoke"  # train/, test/
 NO_SKIPS = dict.fromkeys(ds.SKIP_REASONS, 0)
 
 
@@ -99,15 +102,17 @@ def stored_tfds_records(name: str, data_dir: pathlib.Path, split: str) -> dict[s
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def exec_properties(**config) -> dict:
+def exec_properties(splits=None, **config) -> dict:
     """The exec properties the component would pass; `config` goes into custom_config as is
-    (no validation here, so tests can pass invalid settings)."""
+    (no validation here, so tests can pass invalid settings). The input config has `splits`,
+    by default those the config's validation_fraction calls for."""
     struct = struct_pb2.Struct()
     struct.update({key: value for key, value in config.items() if value is not None})
     custom_config = example_gen_pb2.CustomConfig()
     custom_config.custom_config.Pack(struct)
+    splits = splits or ds.logical_splits(config.get("validation_fraction", 0.0))
     return {
-        keys.INPUT_CONFIG_KEY: proto_utils.proto_to_json(eg.image_input_config()),
+        keys.INPUT_CONFIG_KEY: proto_utils.proto_to_json(eg.image_input_config(splits)),
         keys.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output()),
         keys.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(custom_config),
         keys.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
@@ -115,13 +120,26 @@ def exec_properties(**config) -> dict:
     }
 
 
-def run_executor(tmp_path: pathlib.Path, data: str, **config) -> standard_artifacts.Examples:
+def run_executor(tmp_path: pathlib.Path, data: str, splits=None,
+                 **config) -> standard_artifacts.Examples:
     """Runs Executor.Do into a fresh Examples artifact under tmp_path and returns it."""
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     os.makedirs(examples.uri)
-    eg.Executor().Do({}, {keys.EXAMPLES_KEY: [examples]}, exec_properties(data=data, **config))
+    eg.Executor().Do({}, {keys.EXAMPLES_KEY: [examples]},
+                     exec_properties(splits, data=data, **config))
     return examples
+
+
+def run_pipeline(tmp_path: pathlib.Path, component) -> metadata_store_pb2.Artifact:
+    """Runs `component` alone in a LocalDagRunner pipeline with ML Metadata; returns the
+    Examples artifact it published."""
+    mlmd = metadata.sqlite_metadata_connection_config(str(tmp_path / "mlmd.sqlite"))
+    LocalDagRunner().run(tfx_pipeline.Pipeline(
+        pipeline_name="example_gen_test", pipeline_root=str(tmp_path / "root"),
+        components=[component], metadata_connection_config=mlmd))
+    [published] = metadata_store.MetadataStore(mlmd).get_artifacts_by_type("Examples")
+    return published
 
 
 def read_json(examples, name: str):
@@ -139,6 +157,11 @@ def ids(records) -> list[str]:
 def split_ids(examples) -> tuple[list[str], list[str]]:
     """The sorted record ids of the train and the eval split."""
     return ids(eg.read_examples(examples, "train")), ids(eg.read_examples(examples, "eval"))
+
+
+def in_band(record_ids, low: float, high: float) -> list[str]:
+    """The sorted ids whose ``id_fraction`` lies in [low, high)."""
+    return sorted(i for i in record_ids if low <= ds.id_fraction(i) < high)
 
 
 # --- 1. image folder with split folders ------------------------------------------------------
@@ -164,10 +187,12 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
                                                   "source": data}
     assert read_json(examples, "skipped.json") == {
         "train": NO_SKIPS, "eval": NO_SKIPS, "examples": {"train": 6, "eval": 4},
-        "first_skipped": []}
+        "first_skipped": [], "eval_split_name": "validation"}  # eval is the validation/ folder
     assert examples.get_int_custom_property("examples_train") == 6
     assert examples.get_int_custom_property("examples_eval") == 4
     assert examples.get_int_custom_property("num_classes") == 2
+    assert examples.get_string_custom_property("eval_split_name") == "validation"
+    assert not examples.has_custom_property("examples_validation")
     # what TFX's ExampleGen records, so StatisticsGen, Transform and the Trainer read it as usual
     assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
     assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"
@@ -210,18 +235,16 @@ def test_no_split_level_is_hash_split_and_deterministic_through_the_pipeline(tmp
     assert read_json(examples, "labels.json")["names"] == [
         "airplane", "automobile", "bird", "cat", "ship"]
 
+    assert read_json(examples, "skipped.json")["eval_split_name"] == "held_out"
+
     # The same data again, through the component in a LocalDagRunner pipeline with ML Metadata,
     # now with train_limit: eval is identical, train is the 5 smallest ids by hash.
-    mlmd = metadata.sqlite_metadata_connection_config(str(tmp_path / "mlmd.sqlite"))
-    LocalDagRunner().run(tfx_pipeline.Pipeline(
-        pipeline_name="example_gen_test", pipeline_root=str(tmp_path / "root"),
-        components=[eg.ImageExampleGen(data=data, train_limit=5)],
-        metadata_connection_config=mlmd))
-    [published] = metadata_store.MetadataStore(mlmd).get_artifacts_by_type("Examples")
+    published = run_pipeline(tmp_path, eg.ImageExampleGen(data=data, train_limit=5))
     assert split_ids(published.uri) == (sorted(ds.first_by_hash(train, 5)), evaluation)
     properties = published.custom_properties
     assert properties["examples_train"].int_value == 5
     assert properties["examples_eval"].int_value == len(evaluation)
+    assert properties["eval_split_name"].string_value == "held_out"
     assert properties["span"].int_value == 0
     assert json.loads(properties["skipped_json"].string_value)["examples"] == {
         "train": 5, "eval": len(evaluation)}
@@ -246,6 +269,7 @@ def test_tfds_set_with_test_split_keeps_classlabel_order_and_stored_bytes(tmp_pa
     assert read_json(examples, "labels.json") == {
         "names": ["dog", "cat"], "num_classes": 2, "source": "tfds:example_gen_test_pets:with_test"}
     assert read_json(examples, "skipped.json")["examples"] == {"train": 4, "eval": 4}
+    assert examples.get_string_custom_property("eval_split_name") == "test"
 
 
 def test_tfds_set_with_only_train_is_hash_split(tmp_path, tfds_dir):
@@ -256,6 +280,7 @@ def test_tfds_set_with_only_train_is_hash_split(tmp_path, tfds_dir):
     assert sorted(train + evaluation) == sorted(stored)
     assert evaluation == sorted(i for i in stored if ds.id_fraction(i) < 0.5)
     assert 0 < len(evaluation) < 10
+    assert examples.get_string_custom_property("eval_split_name") == "held_out"
 
 
 # --- 4. broken files -------------------------------------------------------------------------
@@ -275,7 +300,8 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
                   "undecodable": 1},
         "eval": {**NO_SKIPS, "empty": 1},
         "examples": {"train": 8, "eval": 1},
-        "first_skipped": sorted(str(BROKEN / i) for i in skipped)}
+        "first_skipped": sorted(str(BROKEN / i) for i in skipped),
+        "eval_split_name": "validation"}
     train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
     assert ids(train) + ids(evaluation) == kept
     assert {i.split("/")[-1] for i in ids(train)} >= {
@@ -316,6 +342,10 @@ def test_component_and_executor_reject_a_bad_data_string(tmp_path):
         eg.ImageExampleGen(data="tfds:cifar10", eval_fraction=1.0)
     with pytest.raises(ValueError, match="train_limit must be a positive integer, got 0"):
         eg.ImageExampleGen(data="tfds:cifar10", train_limit=0)
+    for fraction in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=f"validation_fraction must be at least 0 .*and "
+                                             f"below 1, got {fraction}"):
+            eg.ImageExampleGen(data="tfds:cifar10", validation_fraction=fraction)
     with pytest.raises(ValueError, match="invalid data 'cifar10'"):
         run_executor(tmp_path, "cifar10")
 
@@ -363,6 +393,150 @@ def test_bad_folder_layouts_are_rejected_naming_the_folder(tmp_path, folders, me
         (tmp_path / folder).mkdir(parents=True)
     with pytest.raises(ValueError, match=re.escape(f"image folder '{tmp_path}' ") + message):
         ds.list_imagefolder(str(tmp_path))
+
+
+# --- 6. validation split and the eval split's name (issue #11) -------------------------------
+
+def test_validation_split_follows_the_papers_cifar_protocol(tmp_path):
+    # A source with a test split: validation is [0, 0.1) of train by id hash, ~10 % (CIFAR-10:
+    # 45k train / 5k validation); eval is the test folder whole; train_limit picks among the rest.
+    source_train = [i for i in folder_ids(SMOKE) if i.startswith("train/")]
+    examples = run_executor(tmp_path, f"imagefolder:{SMOKE}", validation_fraction=0.1,
+                            train_limit=20)
+
+    assert artifact_utils.decode_split_names(examples.split_names) == [
+        "train", "eval", "validation"]
+    assert sorted(os.listdir(examples.uri)) == [
+        "Split-eval", "Split-train", "Split-validation", "labels.json", "skipped.json"]
+    train, evaluation = split_ids(examples)
+    validation = ids(eg.read_examples(examples, "validation"))
+    assert validation == in_band(source_train, 0.0, 0.1)  # never limited
+    assert 0.07 <= len(validation) / len(source_train) <= 0.13
+    assert train == sorted(ds.first_by_hash(in_band(source_train, 0.1, 1.0), 20))
+    assert evaluation == [i for i in folder_ids(SMOKE) if i.startswith("test/")]
+    assert not set(validation) & (set(train) | set(evaluation))
+
+    report = read_json(examples, "skipped.json")
+    assert report["examples"] == {"train": 20, "eval": len(evaluation),
+                                  "validation": len(validation)}
+    assert report["validation"] == NO_SKIPS and report["eval_split_name"] == "test"
+    assert examples.get_int_custom_property("examples_validation") == len(validation)
+    assert examples.get_string_custom_property("eval_split_name") == "test"
+
+
+def test_validation_split_is_deterministic_and_disjoint_from_a_held_out_eval(tmp_path):
+    # A flat folder: eval is [0, 0.2) by id hash, validation the next band [0.2, 0.45). Run once
+    # through the executor, once through the component in a pipeline: the same records.
+    data, all_ids = f"imagefolder:{CIFAR_FLAT}", folder_ids(CIFAR_FLAT)
+    direct = run_executor(tmp_path / "direct", data, validation_fraction=0.25)
+    published = run_pipeline(tmp_path, eg.ImageExampleGen(data=data, validation_fraction=0.25))
+
+    assert published.properties["split_names"].string_value == direct.split_names
+    for split in ("train", "eval", "validation"):
+        assert eg.read_examples(published.uri, split) == eg.read_examples(direct, split)
+    train, evaluation = split_ids(direct)
+    validation = ids(eg.read_examples(direct, "validation"))
+    assert evaluation == in_band(all_ids, 0.0, 0.2)
+    assert validation == in_band(all_ids, 0.2, 0.45)
+    assert sorted(train + evaluation + validation) == all_ids  # each file exactly once
+    assert 4 <= len(validation) <= 16  # 25 % of 40, give or take the hash
+    properties = published.custom_properties
+    assert properties["examples_validation"].int_value == len(validation)
+    assert properties["eval_split_name"].string_value == "held_out"
+
+
+def test_tfds_validation_split_is_carved_from_train(tmp_path, tfds_dir):
+    examples = run_executor(tmp_path, "tfds:example_gen_test_pets:with_test",
+                            tfds_data_dir=str(tfds_dir), validation_fraction=0.3)
+    stored = {split: stored_tfds_records("example_gen_test_pets/with_test", tfds_dir, split)
+              for split in ("train", "test")}
+    validation = eg.read_examples(examples, "validation")
+    assert ids(validation) == in_band(stored["train"], 0.0, 0.3) != []
+    assert split_ids(examples) == (in_band(stored["train"], 0.3, 1.0), sorted(stored["test"]))
+    for record in validation:
+        assert (record["image"], record["label"]) == stored["train"][record["id"]]
+    assert examples.get_string_custom_property("eval_split_name") == "test"
+
+
+def test_zero_validation_fraction_changes_nothing(tmp_path):
+    # No validation split: the component's exec properties (its cache key) and every output are
+    # what they were before the setting existed.
+    data = f"imagefolder:{PETS}"
+    component = eg.ImageExampleGen(data=data, validation_fraction=0.0)
+    assert component.exec_properties == eg.ImageExampleGen(data=data).exec_properties
+    struct = struct_pb2.Struct()
+    eg.ImageGenConfig(data, validation_fraction=0.0).to_proto().custom_config.Unpack(struct)
+    assert set(struct.keys()) == {"data", "eval_fraction"}
+
+    default = run_executor(tmp_path / "default", data)
+    zero = run_executor(tmp_path / "zero", data, validation_fraction=0.0)
+    assert zero.split_names == default.split_names
+    assert sorted(os.listdir(zero.uri)) == sorted(os.listdir(default.uri))
+    for split in ("train", "eval"):
+        assert eg.read_examples(zero, split) == eg.read_examples(default, split)
+    assert read_json(zero, "skipped.json") == read_json(default, "skipped.json")
+    assert zero.mlmd_artifact.custom_properties == default.mlmd_artifact.custom_properties
+
+
+def test_executor_rejects_input_splits_without_the_validation_split(tmp_path):
+    with pytest.raises(ValueError, match=re.escape(
+            "input config has the split patterns ['eval', 'train'], expected ['eval', 'train', "
+            "'validation'] for validation_fraction 0.1")):
+        run_executor(tmp_path, f"imagefolder:{PETS}", splits=ds.LOGICAL_SPLITS,
+                     validation_fraction=0.1)
+    assert os.listdir(tmp_path / "examples") == []
+
+
+@pytest.mark.parametrize("source_splits, name", [
+    (["train"], "held_out"), (["train", "test"], "test"), (["train", "validation"], "validation"),
+    (["train", "val"], "validation"), (["valid", "train"], "validation"),
+    (["train", "eval"], "eval"), (["validation", "train", "test"], "test+validation"),
+])
+def test_eval_split_name_names_the_source_of_eval(source_splits, name):
+    assert ds.eval_split_name(source_splits) == name
+    assert ds.SplitPlan.of(source_splits).eval_split_name == name
+
+
+def test_validation_band_is_disjoint_from_eval_and_sized_by_its_fraction():
+    record_ids = [f"class/{n}.png" for n in range(20_000)]
+
+    def shares(plan: ds.SplitPlan) -> dict[str, float]:
+        counts = collections.Counter(plan.assign(i, "train") for i in record_ids)
+        return {split: count / len(record_ids) for split, count in counts.items()}
+
+    with_test = ds.SplitPlan.of(["train", "test"], validation_fraction=0.1)
+    assert with_test.logical_splits == ("train", "eval", "validation")
+    assert with_test.sources_for("validation") == ("train",)
+    assert with_test.sources_for("eval") == ("test",)
+    assert with_test.assign("class/0.png", "test") == "eval"
+    assert with_test.bands == (("validation", 0.0, 0.1),)
+    assert shares(with_test).keys() == {"train", "validation"}
+    assert 0.09 < shares(with_test)["validation"] < 0.11
+
+    held_out = ds.SplitPlan.of(["train"], eval_fraction=0.2, validation_fraction=0.1)
+    assert held_out.bands == (("eval", 0.0, 0.2), ("validation", 0.2, pytest.approx(0.3)))
+    assert held_out.sources_for("eval") == held_out.sources_for("validation") == ("train",)
+    assert 0.19 < shares(held_out)["eval"] < 0.21
+    assert 0.09 < shares(held_out)["validation"] < 0.11
+
+    off = ds.SplitPlan.of(["train", "test"])
+    assert off.logical_splits == ("train", "eval") and off.sources_for("validation") == ()
+    assert shares(off) == {"train": 1.0}
+
+
+@pytest.mark.parametrize("source_splits, eval_fraction, validation_fraction, message", [
+    (["train"], 0.2, -0.1, "validation_fraction must be at least 0 .*got -0.1"),
+    (["train"], 0.2, 1.0, "validation_fraction must be at least 0 .*below 1, got 1.0"),
+    (["train"], 0.5, 0.5, "eval_fraction 0.5 \\+ validation_fraction 0.5 leave no train records"),
+])
+def test_split_plan_rejects_bad_validation_fractions(source_splits, eval_fraction,
+                                                      validation_fraction, message):
+    with pytest.raises(ValueError, match=message):
+        ds.SplitPlan.of(source_splits, eval_fraction, validation_fraction)
+
+
+def test_a_source_eval_split_leaves_eval_fraction_out_of_the_sum():
+    assert ds.SplitPlan.of(["train", "test"], 0.5, 0.6).bands == (("validation", 0.0, 0.6),)
 
 
 # --- splits and listing (pure Python) --------------------------------------------------------
