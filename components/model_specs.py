@@ -3,6 +3,9 @@
 Every variant is a row: a family (ImageNet-style, paper Table 1, or CIFAR-style, paper
 section 4.2), a block type, blocks and filters per stage, and whether the blocks have
 shortcuts. ``components.models.build_model`` turns a row into a Keras model.
+
+A residual net's shortcuts follow one of the paper's options (section 3.3, Table 3), chosen
+when the model is built; ``shortcut_option`` validates a choice without TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Literal
 
 Family = Literal["imagenet", "cifar"]
 Block = Literal["basic", "bottleneck"]
+Shortcut = Literal["A", "B", "C"]
 
 BOTTLENECK_EXPANSION = 4
 IMAGENET_FILTERS = (64, 128, 256, 512)
@@ -24,6 +28,13 @@ IMAGENET_STAGES: dict[int, tuple[Block, tuple[int, ...]]] = {
 }
 CIFAR_FILTERS = (16, 32, 64)
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)  # depth = 6n + 2, n blocks per stage
+
+# Paper Table 3. Identity wherever a block keeps its shape, except in C; where the shape changes,
+# A subsamples and zero-pads the channels (no parameters), B and C project (1x1 conv + BN).
+# C projects in every block.
+SHORTCUT_OPTIONS: tuple[Shortcut, ...] = ("A", "B", "C")
+# The default: B as torchvision (and the paper's 50/101/152-layer nets), A as paper section 4.2.
+DEFAULT_SHORTCUT: dict[Family, Shortcut] = {"imagenet": "B", "cifar": "A"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,3 +85,19 @@ def get_spec(name: str) -> ModelSpec:
     except KeyError:
         raise ValueError(
             f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}") from None
+
+
+def shortcut_option(name: str, shortcut: str | None = None) -> Shortcut:
+    """The shortcut option model `name` is built with: `shortcut`, or when None its family's
+    default (``DEFAULT_SHORTCUT``).
+
+    Plain nets accept the same values and ignore them. Raises ValueError for an unknown name,
+    or for a shortcut outside ``SHORTCUT_OPTIONS`` (naming them).
+    """
+    spec = get_spec(name)
+    if shortcut is None:
+        return DEFAULT_SHORTCUT[spec.family]
+    if shortcut not in SHORTCUT_OPTIONS:
+        raise ValueError(f"unknown shortcut option {shortcut!r}; valid options: "
+                         f"{', '.join(SHORTCUT_OPTIONS)}, or None for the family default")
+    return shortcut

@@ -8,9 +8,14 @@ Conventions (torchvision's ResNet v1.5):
   He-normal initialisation; ReLU after BatchNorm, and after the addition in residual blocks;
 - a bottleneck block strides on its 3x3 convolution ("v1.5"), not on its first 1x1 as in the
   paper and Keras' ``applications.ResNet50``; parameter counts are the same either way;
-- ImageNet-style shortcuts are identities, with a 1x1 projection + BatchNorm (option B) only
-  where the shape changes; CIFAR-style shortcuts are parameter-free (option A: subsample and
-  zero-pad the channels);
+- a window that strides (convolution or max-pool) zero-pads kernel // 2 on every side, as
+  torchvision does, so its output (i, j) is centred on input (2i, 2j): the pixel the shortcut
+  reads. Keras' ``padding="same"`` pads only bottom/right at stride 2, which would centre it on
+  (2i + 1, 2j + 1), one pixel off the shortcut. Stride-1 windows keep ``"same"`` (symmetric);
+- shortcuts follow option A, B or C of the paper's Table 3 (``model_specs.SHORTCUT_OPTIONS``);
+  by default B for ImageNet-style nets (identity, 1x1 projection + BatchNorm where the shape
+  changes) and A for CIFAR-style nets (identity, parameter-free subsample and zero-pad of the
+  channels where the shape changes);
 - the head is global average pooling and a dense layer whose softmax runs in float32, so a
   ``mixed_float16`` policy leaves the probabilities in full precision.
 """
@@ -21,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.keras_lib import keras
-from components.model_specs import MODEL_NAMES, ModelSpec, get_spec
+from components.model_specs import MODEL_NAMES, ModelSpec, Shortcut, get_spec, shortcut_option
 
 __all__ = ["MODEL_NAMES", "build_model", "conv_gradient_norms", "get_spec",
            "main_path_convolutions", "trainable_params"]
@@ -29,7 +34,8 @@ __all__ = ["MODEL_NAMES", "build_model", "conv_gradient_norms", "get_spec",
 
 @keras.utils.register_keras_serializable(package="resnet_ablation")
 class ZeroPadShortcut(keras.layers.Layer):
-    """Option A shortcut: subsample by `stride`, then zero-pad channels to `channels`."""
+    """Option A shortcut: subsample by `stride` (reading pixels (stride*i, stride*j)), then
+    zero-pad the channels evenly on both sides up to `channels`."""
 
     def __init__(self, channels: int, stride: int, **kwargs):
         super().__init__(**kwargs)
@@ -45,23 +51,39 @@ class ZeroPadShortcut(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "stride": self.stride}
 
 
+def _pad_for(x, kernel: int, stride: int, name: str):
+    """`x` and the padding mode that centre a `kernel` window at `stride` on pixel stride*i.
+
+    A strided window with kernel > 1 gets `x` zero-padded by kernel // 2 on every side (layer
+    `name`_pad) and "valid"; any other window gets `x` unchanged and "same".
+    """
+    if stride == 1 or kernel == 1:
+        return x, "same"
+    return keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x), "valid"
+
+
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True):
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+    """Convolution `name`_conv (no bias), BatchNorm `name`_bn, and ReLU `name`_relu if `relu`."""
+    x, padding = _pad_for(x, kernel, stride, name)
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                             kernel_initializer="he_normal", name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def _shortcut(x, spec: ModelSpec, channels: int, stride: int, name: str):
-    if stride == 1 and x.shape[-1] == channels:
+def _shortcut(x, channels: int, stride: int, option: Shortcut, name: str):
+    """The shortcut from `x` to `channels` channels at `stride`, following `option`: identity
+    where the shape is kept (except in C); else A zero-pads, B and C project (1x1 conv + BN)."""
+    if option != "C" and stride == 1 and x.shape[-1] == channels:
         return x
-    if spec.family == "cifar":
+    if option == "A":
         return ZeroPadShortcut(channels, stride, name=f"{name}_shortcut_pad")(x)
     return _conv_bn(x, channels, 1, stride, f"{name}_shortcut", relu=False)
 
 
-def _block(x, spec: ModelSpec, filters: int, stride: int, name: str):
-    """One basic or bottleneck block; the shortcut and its addition only when residual."""
+def _block(x, spec: ModelSpec, filters: int, stride: int, shortcut: Shortcut | None, name: str):
+    """One basic or bottleneck block; a shortcut of option `shortcut` and its addition unless
+    `shortcut` is None (plain)."""
     channels = filters * spec.expansion
     if spec.block == "bottleneck":
         y = _conv_bn(x, filters, 1, 1, f"{name}_1")
@@ -70,16 +92,17 @@ def _block(x, spec: ModelSpec, filters: int, stride: int, name: str):
     else:
         y = _conv_bn(x, filters, 3, stride, f"{name}_1")
         y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False)
-    if spec.residual:
-        y = keras.layers.Add(name=f"{name}_add")([_shortcut(x, spec, channels, stride, name), y])
+    if shortcut is not None:
+        skip = _shortcut(x, channels, stride, shortcut, name)
+        y = keras.layers.Add(name=f"{name}_add")([skip, y])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def _stage(x, spec: ModelSpec, index: int, blocks: int, filters: int):
+def _stage(x, spec: ModelSpec, shortcut: Shortcut | None, index: int, blocks: int, filters: int):
     """A stage of `blocks` blocks; all but the first stage halve the resolution in block 1."""
     stride = 1 if index == 0 else 2
     for block in range(blocks):
-        x = _block(x, spec, filters, stride if block == 0 else 1,
+        x = _block(x, spec, filters, stride if block == 0 else 1, shortcut,
                    name=f"stage{index + 1}_block{block + 1}")
     return x
 
@@ -88,22 +111,32 @@ def _stem(x, spec: ModelSpec):
     if spec.family == "cifar":
         return _conv_bn(x, spec.filters_per_stage[0], 3, 1, "stem")
     x = _conv_bn(x, spec.filters_per_stage[0], 7, 2, "stem")
-    return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    # torchvision pads this max-pool with -inf; zeros are equivalent here because its input
+    # comes out of a ReLU (>= 0) and every window holds at least one real pixel.
+    x, padding = _pad_for(x, 3, 2, "stem_pool")
+    return keras.layers.MaxPooling2D(3, strides=2, padding=padding, name="stem_pool")(x)
 
 
-def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> keras.Model:
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], *,
+                shortcut: str | None = None) -> keras.Model:
     """Builds variant `name` for `num_classes` classes on `input_shape` (H, W, C) float images.
 
-    The model outputs class probabilities (float32 even under a mixed-precision policy).
-    Raises ValueError for an unknown name or a non-positive class count.
+    `shortcut` is the paper's option "A", "B" or "C" (``model_specs.SHORTCUT_OPTIONS``) for a
+    residual net's shortcuts, or None for the family default (``model_specs.DEFAULT_SHORTCUT``);
+    plain nets have no shortcut and ignore it. The model outputs class probabilities (float32
+    even under a mixed-precision policy). Raises ValueError for an unknown name or shortcut
+    option, or a non-positive class count.
     """
     spec = get_spec(name)
+    option = shortcut_option(name, shortcut)  # validated even for plain nets, which drop it
+    if not spec.residual:
+        option = None
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = _stem(inputs, spec)
     for index, (blocks, filters) in enumerate(zip(spec.blocks_per_stage, spec.filters_per_stage)):
-        x = _stage(x, spec, index, blocks, filters)
+        x = _stage(x, spec, option, index, blocks, filters)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)

@@ -1,9 +1,13 @@
 """The model family: parameter counts against the references, shapes, and structure."""
 
+import functools
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components import model_specs, models
 from components.keras_lib import keras
@@ -18,37 +22,90 @@ IMAGENET_TRAINABLE = {
 }
 
 
-def _shortcut_params(model):
-    return sum(int(np.prod(w.shape)) for layer in model.layers if "_shortcut" in layer.name
-               for w in layer.trainable_weights)
+RESIDUAL_NAMES = [name for name in model_specs.MODEL_NAMES if model_specs.get_spec(name).residual]
+
+
+@functools.lru_cache(maxsize=None)
+def _trainable(name, shortcut=None):
+    """Trainable count of `name`, built once per session with 1000 classes if ImageNet-style,
+    else 10 (the counts do not depend on the input size, so 32x32 images)."""
+    classes = 1000 if model_specs.get_spec(name).family == "imagenet" else 10
+    return models.trainable_params(models.build_model(name, classes, (32, 32, 3),
+                                                      shortcut=shortcut))
+
+
+def _projection_params(name, every_block):
+    """Parameters of 1x1 projection + BatchNorm shortcuts in `name`, from the spec table alone:
+    in every block (option C) or only where a block changes the shape (option B)."""
+    spec = model_specs.get_spec(name)
+    total, channels = 0, spec.filters_per_stage[0]  # the stem's output channels
+    for stage, (blocks, filters) in enumerate(zip(spec.blocks_per_stage, spec.filters_per_stage)):
+        out = filters * spec.expansion
+        for block in range(blocks):
+            if every_block or (stage > 0 and block == 0) or channels != out:
+                total += channels * out + 2 * out  # kernel, BatchNorm gamma and beta
+            channels = out
+    return total
 
 
 @pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
-def test_imagenet_counts_match_torchvision_and_plain_drops_only_projections(depth):
-    resnet = models.build_model(f"resnet{depth}", 1000, (224, 224, 3))
-    plain = models.build_model(f"plain{depth}", 1000, (224, 224, 3))
-    assert models.trainable_params(resnet) == IMAGENET_TRAINABLE[f"resnet{depth}"]
-    assert models.trainable_params(plain) == (
-        models.trainable_params(resnet) - _shortcut_params(resnet))
+def test_imagenet_counts_match_torchvision(depth):
+    assert _trainable(f"resnet{depth}") == IMAGENET_TRAINABLE[f"resnet{depth}"]
 
 
 def test_plain_counts_quoted_in_issue():
-    assert models.trainable_params(models.build_model("plain50", 1000, (224, 224, 3))) == 22_780_456
-    assert models.trainable_params(models.build_model("plain34", 1000, (224, 224, 3))) == 21_623_848
+    assert _trainable("plain50") == 22_780_456
+    assert _trainable("plain34") == 21_623_848
 
 
 @pytest.mark.parametrize("depth, millions, digits",
                          [(20, 0.27, 2), (32, 0.46, 2), (44, 0.66, 2), (56, 0.85, 2), (110, 1.7, 1)])
 def test_cifar_counts_match_paper_table_6(depth, millions, digits):
-    resnet = models.build_model(f"cifar_resnet{depth}", 10, (32, 32, 3))
-    plain = models.build_model(f"cifar_plain{depth}", 10, (32, 32, 3))
-    count = models.trainable_params(resnet)
+    count = _trainable(f"cifar_resnet{depth}")
     assert round(count / 1e6, digits) == millions
-    assert models.trainable_params(plain) == count  # option A shortcuts have no parameters
+    assert _trainable(f"cifar_plain{depth}") == count  # option A shortcuts have no parameters
 
 
 def test_cifar_resnet20_exact():
-    assert models.trainable_params(models.build_model("cifar_resnet20", 10, (32, 32, 3))) == 269_722
+    assert _trainable("cifar_resnet20") == 269_722
+
+
+@pytest.mark.parametrize("name", RESIDUAL_NAMES)
+def test_shortcut_options_differ_from_plain_twin_by_their_projections_only(name):
+    plain = _trainable(model_specs.get_spec(name).twin)
+    assert _trainable(name, "A") == plain
+    assert _trainable(name, "B") == plain + _projection_params(name, every_block=False)
+    assert _trainable(name, "C") == plain + _projection_params(name, every_block=True)
+    default = model_specs.DEFAULT_SHORTCUT[model_specs.get_spec(name).family]
+    assert _trainable(name) == _trainable(name, default)
+
+
+@pytest.mark.parametrize("name, shortcut, count", [
+    ("resnet34", "A", 21_623_848), ("resnet34", "C", 22_716_840), ("resnet50", "A", 22_780_456),
+    ("resnet50", "C", 40_128_552), ("cifar_resnet20", "B", 272_474),
+    ("cifar_resnet20", "C", 283_962), ("cifar_resnet110", "C", 1_826_202),
+])
+def test_shortcut_option_counts_quoted_in_readme(name, shortcut, count):
+    assert _trainable(name, shortcut) == count
+
+
+def test_shortcut_defaults_follow_the_paper_and_validate_without_tensorflow():
+    code = ("import sys; from components import model_specs as m; "
+            "print(m.SHORTCUT_OPTIONS, m.shortcut_option('resnet50'), "
+            "m.shortcut_option('cifar_plain20'), m.shortcut_option('resnet18', 'C'), "
+            "'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert out.split() == ["('A',", "'B',", "'C')", "B", "A", "C", "False"]
+
+
+@pytest.mark.parametrize("shortcut", ["D", "a", "", "none"])
+def test_unknown_shortcut_option_lists_valid_options(shortcut):
+    with pytest.raises(ValueError, match=f"unknown shortcut option '{shortcut}'; "
+                                         "valid options: A, B, C, or None"):
+        model_specs.shortcut_option("resnet18", shortcut)
+    with pytest.raises(ValueError, match="valid options: A, B, C"):  # plain nets validate too
+        models.build_model("cifar_plain20", 10, (32, 32, 3), shortcut=shortcut)
 
 
 @pytest.mark.parametrize("name, size, classes", [
@@ -110,6 +167,81 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
     assert y.shape == (2, 2, 2, 8)
     np.testing.assert_array_equal(y[..., 2:5], x[:, ::2, ::2, :])
     assert not y[..., :2].any() and not y[..., 5:].any()
+
+
+def test_option_a_in_a_bottleneck_net_pads_wherever_the_shape_changes():
+    model = models.build_model("resnet50", 10, (32, 32, 3), shortcut="A")
+    pads = [layer for layer in model.layers if isinstance(layer, models.ZeroPadShortcut)]
+    # stage 1 keeps the resolution but widens 64 -> 256; the other stages halve it
+    assert [(p.name, p.channels, p.stride) for p in pads] == [
+        ("stage1_block1_shortcut_pad", 256, 1), ("stage2_block1_shortcut_pad", 512, 2),
+        ("stage3_block1_shortcut_pad", 1024, 2), ("stage4_block1_shortcut_pad", 2048, 2)]
+    assert not any("_shortcut" in layer.name for layer in model.layers
+                   if isinstance(layer, keras.layers.Conv2D))
+
+
+def test_option_c_projects_in_every_block():
+    model = models.build_model("resnet18", 10, (32, 32, 3), shortcut="C")
+    projections = [layer.name for layer in model.layers
+                   if isinstance(layer, keras.layers.Conv2D) and "_shortcut" in layer.name]
+    assert projections == [f"stage{s}_block{b}_shortcut_conv" for s in (1, 2, 3, 4) for b in (1, 2)]
+
+
+def _reached(source, target, pixel):
+    """Positions (row, column) of tensor `target` that change when `pixel` of tensor `source`,
+    an input of `target` in the same model, goes from 0 to 1 in every channel (inference mode)."""
+    submodel = keras.Model(source, target)
+    x = np.zeros((1, *source.shape[1:]), np.float32)
+    before = submodel(x, training=False).numpy()
+    x[0, pixel[0], pixel[1], :] = 1.0
+    change = np.abs(submodel(x, training=False).numpy() - before).sum(axis=(0, 3))
+    return {(int(row), int(column)) for row, column in np.argwhere(change > 0)}
+
+
+@pytest.mark.parametrize("name, shortcut", [
+    ("cifar_resnet20", None), ("resnet18", None), ("resnet34", "C"), ("resnet50", "A")])
+def test_downsampling_blocks_stride_and_shortcut_read_the_same_pixels(name, shortcut):
+    # Output (i, j) of both branches must be centred on input (2i, 2j), where the shortcut
+    # reads. Keras' padding="same" on the strided 3x3 would centre it on (2i + 1, 2j + 1):
+    # input pixel (4, 6) would then reach outputs (1..2, 2..3) instead of (2, 3) alone.
+    spec = model_specs.get_spec(name)
+    model = models.build_model(name, 10, (32 if spec.family == "cifar" else 128,) * 2 + (3,),
+                               shortcut=shortcut)
+    for stage in range(2, len(spec.blocks_per_stage) + 1):  # block 1 of stages 2.. downsamples
+        block = f"stage{stage}_block1"
+        block_input = model.get_layer(
+            f"stage{stage - 1}_block{spec.blocks_per_stage[stage - 2]}_out").output
+        [strided] = [conv for conv in models.main_path_convolutions(model)
+                     if conv.name.startswith(f"{block}_") and conv.strides == (2, 2)]
+        shortcut_output = model.get_layer(f"{block}_add").input[0]
+        assert _reached(block_input, strided.output, (4, 6)) == {(2, 3)}, block
+        assert _reached(block_input, shortcut_output, (4, 6)) == {(2, 3)}, block
+
+
+def test_imagenet_stem_pads_symmetrically_like_torchvision():
+    # torchvision: Conv2d(3, 64, 7, stride=2, padding=3), then MaxPool2d(3, 2, padding=1)
+    model = models.build_model("resnet18", 10, (64, 64, 3))
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((2, 64, 64, 3), np.float32)
+    conv = model.get_layer("stem_conv")
+    expected = tf.nn.conv2d(images, conv.kernel, 2, [[0, 0], [3, 3], [3, 3], [0, 0]])
+    stem_conv = keras.Model(model.input, conv.output)
+    np.testing.assert_allclose(stem_conv(images), expected, rtol=1e-5, atol=1e-5)
+
+    activations = np.abs(rng.standard_normal((2, 32, 32, 64), np.float32))  # ReLU output
+    padded = tf.pad(activations, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=-np.inf)
+    expected = tf.nn.max_pool2d(padded, 3, 2, "VALID")
+    pool = keras.Model(model.get_layer("stem_relu").output, model.get_layer("stem_pool").output)
+    np.testing.assert_array_equal(pool(activations), expected)
+
+
+def test_option_a_model_survives_save_and_load(tmp_path):
+    model = models.build_model("cifar_resnet20", 10, (32, 32, 3), shortcut="A")
+    images = np.random.default_rng(0).standard_normal((2, 32, 32, 3), np.float32)
+    model.save(tmp_path / "model", save_format="tf")  # as the Trainer saves
+    loaded = keras.models.load_model(tmp_path / "model")
+    assert isinstance(loaded.get_layer("stage2_block1_shortcut_pad"), models.ZeroPadShortcut)
+    np.testing.assert_allclose(loaded(images), model(images), rtol=1e-6, atol=1e-6)
 
 
 def test_unknown_name_lists_valid_names():
