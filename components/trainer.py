@@ -6,8 +6,16 @@ from the Trainer's inputs, so every variant of a study is trained identically.
 
 Outputs: the SavedModel in ``serving_model_dir`` with a ``serving_default`` signature taking
 serialized tf.Examples with the raw ``image`` bytes (the Transform graph runs inside it) and a
-``transform_features`` signature; in ``model_run_dir``, ``history.json`` (one entry per epoch)
-and TensorBoard logs.
+``transform_features`` signature; in ``model_run_dir``, ``history.json`` and
+``predictions.json`` (``components.contracts``) and TensorBoard logs.
+
+A run whose training loss stops being finite is a result, not a crash: training stops, the
+history records ``status = "diverged"`` with the epoch and the last finite epochs, and the
+serving-model directory holds only ``contracts.DIVERGED_FILE``.
+
+Every dataset is read in an order that depends on the files and the seed only (a fixed read
+parallelism and order-preserving maps), so every variant of a study sees the same examples in
+the same order on any machine.
 """
 
 from __future__ import annotations
@@ -19,23 +27,22 @@ import json
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
-from components import models
+from components import contracts, models
+from components.contracts import (DIVERGED_FILE, HISTORY_FILE, PREDICTIONS_FILE, EpochRecord,
+                                  Predictions, RunHistory, SplitPredictions)
 from components.keras_lib import keras
-from components.model_specs import get_spec
-from components.data_source import IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
+from components.model_specs import get_spec, shortcut_option
+from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
 from pipeline.config import TrainingConfig
 
-HISTORY_FILE = "history.json"
-
-
-class TrainingDivergedError(RuntimeError):
-    """The training loss stopped being finite; nothing is exported."""
+READ_PARALLELISM = 4  # files read at once: fixed, so the record order never depends on the CPU
+VALIDATION_SPLIT = "validation"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,20 +53,18 @@ class TrainerSettings:
     seed: int
     training: TrainingConfig
     checkpoint_root: str | None = None  # stable across restarts of the same run
+    shortcut: str | None = None  # None: the family's default shortcut option
 
     @classmethod
     def from_custom_config(cls, custom_config: dict[str, Any]) -> "TrainerSettings":
-        training = dict(custom_config["training"])
-        training["step_decay_epochs"] = tuple(training.get("step_decay_epochs", ()))
-        return cls(custom_config["model"], int(custom_config["seed"]),
-                   TrainingConfig(**training), custom_config.get("checkpoint_root"))
+        return contracts.from_dict(cls, custom_config)
 
 
 def trainer_custom_config(model: str, seed: int, training: TrainingConfig,
-                          checkpoint_root: str | None) -> dict[str, Any]:
+                          checkpoint_root: str | None,
+                          shortcut: str | None = None) -> dict[str, Any]:
     """The Trainer component's custom_config for one variant (JSON-serialisable)."""
-    return {"model": model, "seed": seed, "training": dataclasses.asdict(training),
-            "checkpoint_root": checkpoint_root}
+    return dataclasses.asdict(TrainerSettings(model, seed, training, checkpoint_root, shortcut))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,24 +110,36 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cast(cropped, images.dtype)
 
 
+def read_records(file_patterns: list[str] | str, limit: int | None = None) -> tf.data.Dataset:
+    """Serialized records of gzipped TFRecord files, in an order fixed by the files alone; the
+    first `limit` of them when given."""
+    dataset = tf.data.TFRecordDataset(_files(file_patterns), "GZIP",
+                                      num_parallel_reads=READ_PARALLELISM)
+    return dataset if limit is None else dataset.take(limit)
+
+
 def make_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTransformOutput,
                  batch_size: int, *, training: bool, seed: int = 0, shuffle_buffer: int = 10_000,
-                 augment: bool = False) -> tf.data.Dataset:
+                 augment: bool = False, limit: int | None = None,
+                 with_ids: bool = False) -> tf.data.Dataset:
     """Batches of (normalised images [B, S, S, 3], labels [B]) from gzipped tf.Example files.
 
     The Transform graph is applied per batch, in parallel, after shuffling raw records; a
-    training dataset repeats forever and drops the last partial batch.
+    training dataset repeats forever and drops the last partial batch. `limit` keeps the first
+    records (see ``read_records``); `with_ids` adds the records' ids as a third element.
     """
     raw_spec = tf_transform_output.raw_feature_spec()
-    spec = {key: raw_spec[key] for key in (IMAGE_KEY, LABEL_KEY)}
+    keys = (IMAGE_KEY, LABEL_KEY) + ((ID_KEY,) if with_ids else ())
+    spec = {key: raw_spec[key] for key in keys}
     transform = tf_transform_output.transform_features_layer()
 
     def parse_and_transform(serialized):
-        transformed = transform(tf.io.parse_example(serialized, spec))
-        return transformed[IMAGE_KEY], transformed[LABEL_KEY]
+        features = tf.io.parse_example(serialized, spec)
+        transformed = transform({key: features[key] for key in (IMAGE_KEY, LABEL_KEY)})
+        images, labels = transformed[IMAGE_KEY], transformed[LABEL_KEY]
+        return (images, labels, features[ID_KEY]) if with_ids else (images, labels)
 
-    dataset = tf.data.TFRecordDataset(_files(file_patterns), "GZIP",
-                                      num_parallel_reads=tf.data.AUTOTUNE)
+    dataset = read_records(file_patterns, limit)
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
     dataset = dataset.batch(batch_size, drop_remainder=training)
@@ -187,11 +204,12 @@ def add_weight_decay(model: keras.Model, weight_decay: float) -> None:
 
 
 def compiled_model(name: str, num_classes: int, image_size: int, training: TrainingConfig,
-                   steps_per_epoch: int) -> keras.Model:
+                   steps_per_epoch: int, shortcut: str | None = None) -> keras.Model:
     """Builds and compiles variant `name` under the distribution strategy, as the Trainer does:
     SGD with momentum and the warm-up schedule, coupled weight decay, optional XLA."""
     with distribution_strategy().scope():
-        model = models.build_model(name, num_classes, (image_size, image_size, 3))
+        model = models.build_model(name, num_classes, (image_size, image_size, 3),
+                                   shortcut=shortcut)
         add_weight_decay(model, training.weight_decay)
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate_schedule(training, steps_per_epoch),
@@ -213,6 +231,21 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
+def describe_devices() -> str:
+    """What trains here: "N x GPU (names)" or "CPU: model (N cores)"."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = {tf.config.experimental.get_device_details(gpu).get("device_name", "GPU")
+                 for gpu in gpus}
+        return f"{len(gpus)} x GPU ({', '.join(sorted(names))})"
+    model = "unknown model"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as file:
+            model = next((line.split(":", 1)[1].strip() for line in file
+                          if line.startswith("model name")), model)
+    return f"CPU: {model} ({os.cpu_count()} cores)"
+
+
 def set_precision(mode: str) -> str:
     """Sets the Keras dtype policy: mixed_float16 when `mode` is on, or auto with a GPU visible."""
     use_mixed = mode == "on" or (mode == "auto" and bool(tf.config.list_physical_devices("GPU")))
@@ -225,64 +258,85 @@ def set_precision(mode: str) -> str:
 # Callbacks
 
 
-class DivergenceGuard(keras.callbacks.Callback):
-    """Raises TrainingDivergedError when an epoch's training loss is not finite."""
-
-    def __init__(self, model_name: str):
-        super().__init__()
-        self.model_name = model_name
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise TrainingDivergedError(
-                f"{self.model_name}: training loss became {loss} in epoch {epoch + 1}; "
-                "nothing was exported. Lower base_learning_rate or add warm-up epochs.")
-
-
 class HistoryRecorder(keras.callbacks.Callback):
-    """Appends one entry per epoch and rewrites history.json in each of `directories`."""
+    """Records an ``EpochRecord`` per finished epoch and rewrites history.json in `directories`.
 
-    def __init__(self, header: dict[str, Any], images_per_epoch: int, directories: list[str],
-                 epochs: list[dict[str, Any]] | None = None):
+    An epoch whose training loss is not finite is not recorded: the history becomes
+    ``diverged`` at that epoch and training stops. `clean_train` measures the model on the fixed
+    train subset (``{"accuracy": ..., "cross_entropy": ...}``); it runs every `clean_every`
+    epochs (0: never during training) and after the last epoch.
+    """
+
+    def __init__(self, history: RunHistory, images_per_epoch: int, directories: list[str],
+                 clean_train: Callable[[], dict[str, float]], clean_every: int):
         super().__init__()
-        self.header, self.images_per_epoch = header, images_per_epoch
-        self.directories, self.epochs = directories, list(epochs or [])
+        self.history, self.images_per_epoch = history, images_per_epoch
+        self.directories, self.clean_train, self.clean_every = directories, clean_train, clean_every
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epochs = [entry for entry in self.epochs if entry["epoch"] <= epoch]  # on resume
+        kept = tuple(entry for entry in self.history.epochs if entry.epoch <= epoch)  # on resume
+        self.history = dataclasses.replace(self.history, epochs=kept)
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         seconds = time.perf_counter() - self._start
-        rate = self.model.optimizer.learning_rate  # the schedule's current value
-        self.epochs.append({
-            "epoch": epoch + 1,
-            "train_loss": float(logs.get("cross_entropy", math.nan)),
-            "train_accuracy": float(logs.get("accuracy", math.nan)),
-            "val_loss": float(logs.get("val_cross_entropy", math.nan)),
-            "val_accuracy": float(logs.get("val_accuracy", math.nan)),
-            "learning_rate": float(rate),
-            "seconds": seconds,
-            "images_per_second": self.images_per_epoch / seconds,
-        })
-        write_history({**self.header, "epochs": self.epochs}, self.directories)
+        if contracts.finite(logs.get("loss")) is None:
+            self.history = dataclasses.replace(self.history, status="diverged",
+                                               diverged_epoch=epoch + 1)
+            self.model.stop_training = True
+            print(f"{self.history.model}: training loss became {logs.get('loss')} in epoch "
+                  f"{epoch + 1}; recorded as diverged, nothing is exported", flush=True)
+        else:
+            self._record(epoch, logs, seconds)
+        write_history(self.history, self.directories)
+
+    def _record(self, epoch: int, logs: dict, seconds: float) -> None:
+        last = epoch + 1 == self.params.get("epochs")
+        clean = self.clean_train() if last or (
+            self.clean_every and (epoch + 1) % self.clean_every == 0) else {}
+        entry = EpochRecord(
+            epoch=epoch + 1,
+            train_loss=contracts.finite(logs.get("cross_entropy")),
+            train_accuracy=contracts.finite(logs.get("accuracy")),
+            val_loss=contracts.finite(logs.get("val_cross_entropy")),
+            val_accuracy=contracts.finite(logs.get("val_accuracy")),
+            clean_train_loss=contracts.finite(clean.get("cross_entropy")),
+            clean_train_accuracy=contracts.finite(clean.get("accuracy")),
+            learning_rate=float(self.model.optimizer.learning_rate),  # the schedule's value now
+            seconds=seconds,
+            images_per_second=self.images_per_epoch / seconds)
+        self.history = dataclasses.replace(self.history, epochs=self.history.epochs + (entry,))
 
 
-def write_history(history: dict[str, Any], directories: list[str]) -> None:
+def write_history(history: RunHistory, directories: list[str]) -> None:
     for directory in directories:
-        tf.io.gfile.makedirs(directory)
-        with tf.io.gfile.GFile(os.path.join(directory, HISTORY_FILE), "w") as file:
-            json.dump(history, file, indent=2)
+        _write_text(os.path.join(directory, HISTORY_FILE), history.to_json())
 
 
-def read_history(directory: str) -> dict[str, Any] | None:
+def read_history(directory: str) -> RunHistory | None:
     path = os.path.join(directory, HISTORY_FILE)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as file:
-        return json.load(file)
+        return RunHistory.from_json(file.read())
+
+
+def _write_text(path: str, text: str) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as file:
+        file.write(text)
+
+
+def predict_split(model: keras.Model, dataset: tf.data.Dataset) -> SplitPredictions:
+    """The predicted class of every example of `dataset` (batches of images, labels, ids)."""
+    predict = tf.function(lambda images: tf.argmax(model(images, training=False), axis=-1))
+    ids, labels, predicted = [], [], []
+    for images, batch_labels, batch_ids in dataset:
+        ids += [i.decode("utf-8", "replace") for i in batch_ids.numpy().reshape(-1)]
+        labels += batch_labels.numpy().reshape(-1).astype(int).tolist()
+        predicted += predict(images).numpy().astype(int).tolist()
+    return SplitPredictions(tuple(ids), tuple(labels), tuple(predicted))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,50 +381,106 @@ def _run_key(settings: TrainerSettings, fn_args) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+def split_files(file_patterns: list[str], split: str) -> list[str]:
+    """The patterns of another split of the same Examples artifact (``.../Split-<split>/*``)."""
+    return [os.path.join(os.path.dirname(os.path.dirname(pattern)), f"Split-{split}",
+                         os.path.basename(pattern)) for pattern in file_patterns]
+
+
+def _split_name(file_patterns: list[str]) -> str:
+    return os.path.basename(os.path.dirname(file_patterns[0])).removeprefix("Split-")
+
+
+def _eval_split_name(file_patterns: list[str]) -> str:
+    """What ExampleGen says the eval split is ("test", "held_out", ...); "eval" if unsaid."""
+    counts = os.path.join(os.path.dirname(os.path.dirname(_files(file_patterns)[0])), SKIPPED_FILE)
+    if not tf.io.gfile.exists(counts):
+        return "eval"
+    with tf.io.gfile.GFile(counts) as file:
+        return json.load(file).get("eval_split_name", "eval")
+
+
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (``tfx.components.Trainer(run_fn="components.trainer.run_fn")``)."""
+    """TFX Trainer entry point (``tfx.components.Trainer(run_fn="components.trainer.run_fn")``).
+
+    Per-epoch validation runs on ``fn_args.eval_files`` (the ``validation`` split when the
+    pipeline holds one out, else the eval split); the final predictions cover the eval split
+    and the first ``train_eval_examples`` train records."""
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
     train = settings.training
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings.seed)
     policy = set_precision(train.mixed_precision)
-    spec = get_spec(settings.model)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    image_size = tf_transform_output.transformed_feature_spec()[IMAGE_KEY].shape[0]
-    num_classes = _num_classes(fn_args.schema_path)
-
     steps = train.steps_per_epoch or max(count_examples(fn_args.train_files) // train.batch_size, 1)
-    train_data = make_dataset(fn_args.train_files, tf_transform_output, train.batch_size,
-                              training=True, seed=settings.seed,
-                              shuffle_buffer=train.shuffle_buffer, augment=train.augment)
-    eval_data = make_dataset(fn_args.eval_files, tf_transform_output, train.batch_size,
-                             training=False)
+    history = _new_history(settings, fn_args, tf_transform_output, steps, policy)
+    model = compiled_model(settings.model, history.num_classes, history.image_size, train, steps,
+                           shortcut=settings.shortcut)
+    history = dataclasses.replace(history, params=models.trainable_params(model))
 
-    model = compiled_model(settings.model, num_classes, image_size, train, steps)
+    def dataset(files, **options):
+        return make_dataset(files, tf_transform_output, train.batch_size, **options)
 
-    backup_dir = None
-    previous_epochs: list[dict[str, Any]] = []
-    if settings.checkpoint_root:
-        backup_dir = os.path.join(settings.checkpoint_root, _run_key(settings, fn_args))
-        previous_epochs = (read_history(backup_dir) or {}).get("epochs", [])
-    header = {"model": spec.name, "family": spec.family, "depth": spec.depth,
-              "residual": spec.residual, "params": models.trainable_params(model),
-              "seed": settings.seed, "batch_size": train.batch_size, "image_size": image_size,
-              "num_classes": num_classes, "steps_per_epoch": steps, "precision": policy,
-              "xla": train.xla, "training": dataclasses.asdict(train)}
-    callbacks = [
-        DivergenceGuard(spec.name),
-        HistoryRecorder(header, steps * train.batch_size,
-                        [fn_args.model_run_dir] + ([backup_dir] if backup_dir else []),
-                        previous_epochs),
-        keras.callbacks.TensorBoard(os.path.join(fn_args.model_run_dir, "logs"), profile_batch=0),
-    ]
+    train_subset = dataset(fn_args.train_files, training=False, limit=train.train_eval_examples)
+    backup_dir = (os.path.join(settings.checkpoint_root, _run_key(settings, fn_args))
+                  if settings.checkpoint_root else None)
+    if backup_dir and (previous := read_history(backup_dir)):
+        history = dataclasses.replace(history, epochs=previous.epochs)
+    recorder = HistoryRecorder(
+        history, steps * train.batch_size, [fn_args.model_run_dir] + ([backup_dir] if backup_dir else []),
+        lambda: model.evaluate(train_subset, verbose=0, return_dict=True), train.train_eval_every)
+    callbacks = [recorder, keras.callbacks.TensorBoard(
+        os.path.join(fn_args.model_run_dir, "logs"), profile_batch=0)]
     if backup_dir:
         callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=True))
-    print(f"Training {spec.name} (seed {settings.seed}, {policy}, xla={train.xla}): "
-          f"{train.epochs} epochs x {steps} steps of {train.batch_size} images", flush=True)
-    model.fit(train_data, epochs=train.epochs, steps_per_epoch=steps,
-              validation_data=eval_data, validation_steps=train.eval_steps,
-              callbacks=callbacks, verbose=2)
+    print(f"Training {settings.model} (seed {settings.seed}, {policy}, xla={train.xla}): "
+          f"{train.epochs} epochs x {steps} steps of {train.batch_size} images; validation on "
+          f"{history.val_split}", flush=True)
+    model.fit(dataset(fn_args.train_files, training=True, seed=settings.seed,
+                      shuffle_buffer=train.shuffle_buffer, augment=train.augment),
+              epochs=train.epochs, steps_per_epoch=steps,
+              validation_data=dataset(fn_args.eval_files, training=False),
+              validation_steps=train.eval_steps, callbacks=callbacks, verbose=2)
+    _finish(recorder.history, model, fn_args, tf_transform_output, dataset)
+
+
+def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps: int,
+                 policy: str) -> RunHistory:
+    spec = get_spec(settings.model)
+    eval_split = _eval_split_name(fn_args.eval_files)
+    val_split = _split_name(fn_args.eval_files)
+    return RunHistory(
+        model=spec.name, family=spec.family, depth=spec.depth, residual=spec.residual, params=0,
+        seed=settings.seed, batch_size=settings.training.batch_size,
+        image_size=tf_transform_output.transformed_feature_spec()[IMAGE_KEY].shape[0],
+        num_classes=_num_classes(fn_args.schema_path), steps_per_epoch=steps, precision=policy,
+        xla=settings.training.xla, training=dataclasses.asdict(settings.training),
+        val_split=val_split if val_split == VALIDATION_SPLIT else eval_split,
+        eval_split=eval_split,
+        train_subset=min(settings.training.train_eval_examples, count_examples(fn_args.train_files)),
+        shortcut=shortcut_option(spec.name, settings.shortcut) if spec.residual else "none",
+        device=describe_devices())
+
+
+def _finish(history: RunHistory, model: keras.Model, fn_args, tf_transform_output,
+            dataset: Callable[..., tf.data.Dataset]) -> None:
+    """Writes the final history and either the model and its predictions, or the marker."""
+    directories = [fn_args.model_run_dir]
+    if history.status == "diverged":
+        write_history(history, directories)
+        _write_text(os.path.join(fn_args.serving_model_dir, DIVERGED_FILE),
+                    f"{history.model} seed {history.seed} diverged in epoch "
+                    f"{history.diverged_epoch}: no model was exported.\n")
+        return
+    eval_files = (split_files(fn_args.eval_files, "eval")
+                  if _split_name(fn_args.eval_files) == VALIDATION_SPLIT else fn_args.eval_files)
+    limit = history.training["train_eval_examples"]
+    predictions = Predictions(
+        eval=predict_split(model, dataset(eval_files, training=False, with_ids=True)),
+        train=predict_split(model, dataset(fn_args.train_files, training=False, limit=limit,
+                                           with_ids=True)))
+    _write_text(os.path.join(fn_args.model_run_dir, PREDICTIONS_FILE), predictions.to_json())
+    write_history(dataclasses.replace(history, status="ok"), directories)
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+

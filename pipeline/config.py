@@ -16,7 +16,7 @@ import pathlib
 import tomllib
 from typing import Any, Literal
 
-from components.model_specs import MODEL_NAMES
+from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
 
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
@@ -43,6 +43,11 @@ class TrainingConfig:
     shuffle_buffer: int = 10_000
     steps_per_epoch: int | None = None  # None: one pass over the train split
     eval_steps: int | None = None  # None: the whole eval split
+    # The paper's training error: the model in inference mode, without augmentation, on the
+    # first train_eval_examples train records (ExampleGen's seeded order), after every
+    # train_eval_every epochs (0: after the last epoch only) and always after the last.
+    train_eval_examples: int = 10_000
+    train_eval_every: int = 1
     mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is visible
     xla: bool = False
     deterministic: bool = False  # bitwise-reproducible CPU runs (slower)
@@ -65,6 +70,10 @@ class PipelineConfig:
     seeds: int = 1  # every variant trains once per seed 0 .. seeds-1
     train_limit: int | None = None  # keep only this many train images (deterministic subset)
     eval_fraction: float = 0.2  # for sources without an eval split
+    # held out of train by id hash for per-epoch validation (the paper's 45k/5k); 0: none, and
+    # the per-epoch curve is on the eval split with no best-epoch selection
+    validation_fraction: float = 0.0
+    shortcut: str | None = None  # "A", "B" or "C"; None: the family's (paper) default
     pipeline_root: str = "runs/resnet-ablation"
     tfds_data_dir: str | None = None
     tfds_download_dir: str | None = None
@@ -169,12 +178,21 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         _require(getattr(config, key) >= 1, f"{key} must be a positive integer, got {getattr(config, key)}")
     for key in ("epochs", "batch_size"):
         _require(getattr(train, key) >= 1, f"{key} must be a positive integer, got {getattr(train, key)}")
+    _require(train.train_eval_examples >= 1,
+             f"train_eval_examples must be a positive integer, got {train.train_eval_examples}")
+    _require(train.train_eval_every >= 0,
+             f"train_eval_every must be 0 (last epoch only) or a positive integer, got {train.train_eval_every}")
     for key in ("steps_per_epoch", "eval_steps"):
         value = getattr(train, key)
         _require(value is None or value >= 1, f"{key} must be a positive integer, got {value}")
     _require(config.train_limit is None or config.train_limit >= 1,
              f"train_limit must be a positive integer, got {config.train_limit}")
     _require(0 < config.eval_fraction < 1, f"eval_fraction must be in (0, 1), got {config.eval_fraction}")
+    _require(0 <= config.validation_fraction < 1,
+             f"validation_fraction must be in [0, 1), got {config.validation_fraction}")
+    _require(config.shortcut is None or config.shortcut in SHORTCUT_OPTIONS,
+             f"shortcut must be one of {', '.join(SHORTCUT_OPTIONS)} (or unset for the family "
+             f"default), got {config.shortcut!r}")
     _require(train.base_learning_rate > 0, f"base_learning_rate must be positive, got {train.base_learning_rate}")
     _require(train.schedule in ("cosine", "step", "constant"),
              f"schedule must be cosine, step or constant, got {train.schedule!r}")

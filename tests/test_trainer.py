@@ -15,6 +15,8 @@ import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import trainer
+from components.contracts import Predictions, RunHistory
+from components.example_gen import read_examples
 from pipeline.config import TrainingConfig
 
 TINY = TrainingConfig(epochs=2, batch_size=16, steps_per_epoch=3, eval_steps=2,
@@ -54,11 +56,25 @@ def test_run_fn_exports_a_model_that_classifies_raw_png_bytes(ingested, tmp_path
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["model"] == model and history["residual"] == ("resnet" in model)
     assert history["params"] == 269_722 and history["num_classes"] == 10
+    assert history["status"] == "ok" and history["diverged_epoch"] is None
+    assert history["shortcut"] == ("A" if "resnet" in model else "none")
+    assert history["device"].startswith("CPU: ")
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
     for entry in history["epochs"]:
         assert 0 <= entry["val_accuracy"] <= 1 and np.isfinite(entry["train_loss"])
+        assert 0 <= entry["clean_train_accuracy"] <= 1  # measured every epoch by default
         assert entry["images_per_second"] > 0 and entry["learning_rate"] > 0
     assert any(p.name.startswith("events.out") for p in (tmp_path / "run" / "logs").rglob("*"))
+
+    predictions = Predictions.from_json((tmp_path / "run" / "predictions.json").read_text())
+    eval_ids = {e["id"] for e in read_examples(ingested.examples, "eval")}
+    assert set(predictions.eval.ids) == eval_ids and len(predictions.eval.ids) == len(eval_ids)
+    assert len(predictions.train.ids) == history["train_subset"] == 96  # the whole (limited) train
+    # the clean training accuracy of the last epoch is the accuracy of these predictions
+    assert history["epochs"][-1]["clean_train_accuracy"] == pytest.approx(
+        predictions.train.accuracy, abs=1e-6)
+    labels = {e["id"]: e["label"] for e in read_examples(ingested.examples, "eval")}
+    assert [labels[i] for i in predictions.eval.ids] == list(predictions.eval.labels)
 
 
 def test_deterministic_runs_are_bitwise_identical(ingested, tmp_path):
@@ -78,13 +94,27 @@ def test_deterministic_runs_are_bitwise_identical(ingested, tmp_path):
     assert histories[0] == histories[1]
 
 
-def test_divergence_guard_names_model_and_epoch(ingested, tmp_path):
-    diverging = dataclasses.replace(TINY, base_learning_rate=1e30, warmup_epochs=0,
+def test_a_diverged_run_is_recorded_not_raised(ingested, tmp_path):
+    diverging = dataclasses.replace(TINY, epochs=3, base_learning_rate=1e30, warmup_epochs=0,
                                     weight_decay=0.0)
     args = fn_args(ingested, tmp_path, "cifar_plain20", diverging)
-    with pytest.raises(trainer.TrainingDivergedError, match=r"cifar_plain20: .* in epoch 1"):
-        trainer.run_fn(args)
-    assert not os.path.exists(args.serving_model_dir)
+    trainer.run_fn(args)
+    history = RunHistory.from_json((tmp_path / "run" / "history.json").read_text())
+    assert history.status == "diverged" and history.diverged_epoch == 1
+    assert history.epochs == ()  # no finite epoch to keep; training stopped at once
+    assert os.listdir(args.serving_model_dir) == ["DIVERGED"]
+    assert "diverged in epoch 1" in (pathlib.Path(args.serving_model_dir) / "DIVERGED").read_text()
+    assert not (tmp_path / "run" / "predictions.json").exists()
+
+
+def test_record_order_does_not_depend_on_the_core_count(ingested):
+    """The reader's interleave width is fixed, so two runs see the same order on any machine."""
+    order = [r.numpy() for r in trainer.read_records(ingested.split_files("train"))]
+    assert trainer.READ_PARALLELISM == 4
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1  # as on a one-core machine
+    single = trainer.read_records(ingested.split_files("train")).with_options(options)
+    assert [r.numpy() for r in single] == order and len(order) == 96
 
 
 _CHILD = """

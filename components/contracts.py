@@ -1,0 +1,181 @@
+"""What the Trainer writes and the report reads: pure Python, importable without TensorFlow or TFX.
+
+A ModelRun artifact's URI holds two files:
+
+- ``history.json`` (``RunHistory``): what was trained, how, and one ``EpochRecord`` per
+  finished epoch; ``status`` says whether the run finished (``ok``) or its loss stopped being
+  finite (``diverged``, with the epoch in ``diverged_epoch`` and only the finite epochs kept).
+- ``predictions.json`` (``Predictions``, finished runs only): the final model's predicted class
+  for every example of the eval split and of the fixed train subset, keyed by record id, so
+  two models can be compared example by example.
+
+A diverged run exports no model: its serving-model directory holds only ``DIVERGED_FILE``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Literal
+
+HISTORY_FILE = "history.json"
+PREDICTIONS_FILE = "predictions.json"
+DIVERGED_FILE = "DIVERGED"  # the only file in a diverged run's serving-model directory
+
+Status = Literal["ok", "diverged", "running"]
+STATUSES: tuple[str, ...] = ("ok", "diverged", "running")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochRecord:
+    """One finished epoch. Losses are cross-entropies (no weight decay); None = not measured.
+
+    ``train_*`` are Keras' running means over the epoch's steps (augmented images, BatchNorm in
+    training mode); ``clean_train_*`` are the model at the end of the epoch in inference mode on
+    the fixed train subset without augmentation (the paper's training error); ``val_*`` are the
+    model at the end of the epoch on the split named by ``RunHistory.val_split``.
+    """
+
+    epoch: int
+    train_loss: float | None
+    train_accuracy: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    clean_train_loss: float | None
+    clean_train_accuracy: float | None
+    learning_rate: float
+    seconds: float
+    images_per_second: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RunHistory:
+    """One (model, seed) training run."""
+
+    model: str
+    family: str
+    depth: int
+    residual: bool
+    params: int
+    seed: int
+    batch_size: int
+    image_size: int
+    num_classes: int
+    steps_per_epoch: int
+    precision: str
+    xla: bool
+    training: dict[str, Any]
+    val_split: str  # "validation", or the eval split's name ("test", "held_out", ...)
+    eval_split: str  # what the eval split is: "test", "validation", "held_out" or "eval"
+    train_subset: int  # examples in the fixed train subset of the clean_train_* numbers
+    shortcut: str = "none"  # "A" | "B" | "C" on residual nets, "none" on plain ones
+    device: str = ""  # what trained it, e.g. "CPU (2 cores)" or "2 x GPU (NVIDIA A100)"
+    status: Status = "running"
+    diverged_epoch: int | None = None
+    epochs: tuple[EpochRecord, ...] = ()
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
+
+    @property
+    def final(self) -> EpochRecord | None:
+        """The last finished epoch, or None before the first."""
+        return self.epochs[-1] if self.epochs else None
+
+    def to_json(self) -> str:
+        return json.dumps(_finite_or_none(dataclasses.asdict(self)), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunHistory":
+        return from_dict(cls, json.loads(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPredictions:
+    """Predicted and true class of every example of one split, in one fixed order."""
+
+    ids: tuple[str, ...]
+    labels: tuple[int, ...]
+    predicted: tuple[int, ...]
+
+    def __post_init__(self):
+        if not len(self.ids) == len(self.labels) == len(self.predicted):
+            raise ValueError(f"ids, labels and predicted differ in length: {len(self.ids)}, "
+                             f"{len(self.labels)}, {len(self.predicted)}")
+
+    def correct_by_id(self) -> dict[str, bool]:
+        return {i: t == p for i, t, p in zip(self.ids, self.labels, self.predicted)}
+
+    @property
+    def accuracy(self) -> float:
+        return sum(t == p for t, p in zip(self.labels, self.predicted)) / max(len(self.ids), 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """The final model's predictions on the eval split and on the fixed train subset."""
+
+    eval: SplitPredictions
+    train: SplitPredictions
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Predictions":
+        return from_dict(cls, json.loads(text))
+
+
+def from_dict(cls, values: Any):
+    """An instance of dataclass `cls` from plain JSON values, nested dataclasses and tuples
+    included; raises ValueError naming unknown or missing fields."""
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        return values
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    kwargs = {name: _convert(hints[name], value) for name, value in values.items()}
+    missing = [n for n, f in fields.items() if n not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__}: missing field(s) {', '.join(missing)}")
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value)
+    if origin is tuple:
+        item = args[0] if args else Any
+        return tuple(_convert(item, v) for v in value)
+    if args and origin is not Literal:  # X | None: convert with the non-None member
+        members = [a for a in args if a is not type(None)]
+        return _convert(members[0], value) if len(members) == 1 else value
+    return value
+
+
+def _finite_or_none(value: Any) -> Any:
+    """`value` with NaN and infinite floats replaced by None, recursively (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a float; None for a missing or non-finite (NaN, inf) value."""
+    return float(value) if value is not None and math.isfinite(value) else None
