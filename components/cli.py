@@ -27,7 +27,8 @@ def _models(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from components import models
 
-    model = models.build_model(args.name, args.num_classes, (args.input_size, args.input_size, 3))
+    model = models.build_model(args.name, args.num_classes, (args.input_size, args.input_size, 3),
+                               shortcut=args.shortcut)
     model.summary(line_length=110)
     print(f"{args.name}: {models.trainable_params(model):,} trainable parameters, "
           f"{model.count_params():,} in total ({args.num_classes} classes, "
@@ -118,9 +119,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from components import report
+    from pipeline import artifacts
 
-    paths = report.render_from_pipeline_root(args.pipeline_root, args.output)
+    paths = artifacts.render_report(str(args.pipeline_root), args.output and str(args.output))
     print(paths["markdown"].read_text())
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
@@ -147,7 +148,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from components.model_specs import MODEL_NAMES
+    from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
 
     def model_name(value: str) -> str:
         if value not in MODEL_NAMES:
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("name", type=model_name)
     summary.add_argument("--num-classes", type=positive, default=1000)
     summary.add_argument("--input-size", type=positive, default=224)
+    summary.add_argument("--shortcut", choices=SHORTCUT_OPTIONS,
+                         help="shortcut option of a residual net, paper Table 3 (default: B for "
+                              "ImageNet-style, A for CIFAR-style; plain nets ignore it)")
     summary.set_defaults(func=_summary)
 
     gradients = commands.add_parser(

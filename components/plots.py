@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 from typing import Mapping, Sequence
 
+from components.contracts import RunHistory
+
 import matplotlib
 import matplotlib.ticker
 
@@ -32,47 +34,88 @@ def plot_gradient_profiles(profiles: Mapping[str, Sequence[float]], output: path
     return output
 
 
-def plot_training_curves(histories: Sequence[Mapping], output: pathlib.Path,
-                         title: str = "Residual vs plain: training curves") -> pathlib.Path:
-    """Plots training loss and validation accuracy per epoch for every model on shared axes.
+def plot_error_curves(histories: Sequence[RunHistory], output: pathlib.Path) -> pathlib.Path:
+    """The paper's Fig. 6 view: error (%) against epochs, one panel for plain nets and one for
+    residual nets; training error (inference mode, no augmentation) thin and dashed, the
+    per-epoch eval error bold; depth by colour; the mean over seeds that reached each epoch."""
+    groups = _by_model(histories)
+    depths = sorted({h.depth for h in histories})
+    colours = {depth: plt.get_cmap("viridis")(i / max(len(depths) - 1, 1) * 0.85)
+               for i, depth in enumerate(depths)}
+    figure, panels = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    for axes, residual in zip(panels, (False, True)):
+        for name, runs in groups.items():
+            if runs[0].residual != residual:
+                continue
+            colour, label = colours[runs[0].depth], _label(name, runs)
+            axes.plot(*_mean_curve(runs, "clean_train_accuracy", error=True), "--",
+                      color=colour, linewidth=1, label=f"{label}, train")
+            axes.plot(*_mean_curve(runs, "val_accuracy", error=True), "-", color=colour,
+                      linewidth=2.2, label=f"{label}, {runs[0].val_split}")
+        axes.set_title("residual nets" if residual else "plain nets")
+        _epoch_axis(axes, "error (%)")
+        if axes.lines:
+            axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2,
+                        frameon=False)
+    figure.suptitle("Error during training (dashed: training, bold: eval)")
+    return _save(figure, output)
 
-    `histories` are ``history.json`` dicts (keys ``model``, ``family``, ``depth``, ``residual``
-    and ``epochs``, a list of dicts with ``epoch``, ``train_loss`` and ``val_accuracy``). One line
-    per model: with several histories (seeds) of a model, the mean over the seeds that reached
-    each epoch. Residual models are solid, plain ones dashed, and twins share a colour.
-    """
-    by_model: dict[str, list[Mapping]] = {}
-    for history in histories:
-        by_model.setdefault(history["model"], []).append(history)
-    pairs = sorted({(h["family"], h["depth"]) for h in histories})
+
+def plot_loss_curves(histories: Sequence[RunHistory], output: pathlib.Path) -> pathlib.Path:
+    """Training loss (Keras' running mean, augmented) and eval loss per epoch, every model on
+    shared axes: residual solid, plain dashed, twins sharing a colour; mean over seeds."""
+    groups = _by_model(histories)
+    pairs = sorted({(h.family, h.depth) for h in histories})
     colours = {pair: plt.get_cmap("tab10")(i % 10) for i, pair in enumerate(pairs)}
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
-    for name, runs in sorted(by_model.items()):
-        first = runs[0]
-        style = {"linestyle": "-" if first["residual"] else "--", "marker": ".",
-                 "color": colours[(first["family"], first["depth"])],
-                 "label": name if len(runs) == 1 else f"{name} (mean of {len(runs)} seeds)"}
-        for axes, key in ((loss_axes, "train_loss"), (accuracy_axes, "val_accuracy")):
-            axes.plot(*_mean_per_epoch(runs, key), **style)
-    for axes, label in ((loss_axes, "training loss"), (accuracy_axes, "validation accuracy")):
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        axes.set_ylabel(label)
-        axes.grid(True, alpha=0.3)
-    accuracy_axes.legend(fontsize="small")
-    figure.suptitle(title)
+    figure, panels = plt.subplots(1, 2, figsize=(11, 4.6), sharex=True)
+    for name, runs in groups.items():
+        style = {"linestyle": "-" if runs[0].residual else "--", "marker": ".",
+                 "color": colours[(runs[0].family, runs[0].depth)], "label": _label(name, runs)}
+        for axes, key in zip(panels, ("train_loss", "val_loss")):
+            axes.plot(*_mean_curve(runs, key), **style)
+    for axes, label in zip(panels, ("training loss (cross-entropy)", "eval loss (cross-entropy)")):
+        _epoch_axis(axes, label)
+    panels[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    figure.suptitle("Loss during training")
+    return _save(figure, output)
+
+
+def _by_model(histories: Sequence[RunHistory]) -> dict[str, list[RunHistory]]:
+    groups: dict[str, list[RunHistory]] = {}
+    for history in sorted(histories, key=lambda h: (h.family, h.depth, h.residual, h.seed)):
+        groups.setdefault(history.model, []).append(history)
+    return groups
+
+
+def _label(name: str, runs: Sequence[RunHistory]) -> str:
+    return name if len(runs) == 1 else f"{name} (mean of {len(runs)} seeds)"
+
+
+def _epoch_axis(axes, ylabel: str) -> None:
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+
+
+def _save(figure, output: pathlib.Path) -> pathlib.Path:
     figure.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=120)
+    figure.savefig(output, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return output
 
 
-def _mean_per_epoch(runs: Sequence[Mapping], key: str) -> tuple[list[int], list[float]]:
-    """Epoch numbers and, for each, the mean of `key` over the runs that reached that epoch."""
+def _mean_curve(runs: Sequence[RunHistory], key: str, error: bool = False
+                ) -> tuple[list[int], list[float]]:
+    """Epochs where `key` was measured and, for each, its mean over the runs that measured it;
+    as an error in % (100 * (1 - accuracy)) when `error`."""
     values: dict[int, list[float]] = {}
     for run in runs:
-        for entry in run["epochs"]:
-            values.setdefault(int(entry["epoch"]), []).append(float(entry[key]))
+        for entry in run.epochs:
+            value = getattr(entry, key)
+            if value is not None:
+                values.setdefault(entry.epoch, []).append(value)
     epochs = sorted(values)
-    return epochs, [sum(values[e]) / len(values[e]) for e in epochs]
+    means = [sum(values[e]) / len(values[e]) for e in epochs]
+    return epochs, [100 * (1 - m) for m in means] if error else means

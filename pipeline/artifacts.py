@@ -84,3 +84,73 @@ def latest_outputs(store: metadata_store.MetadataStore, pipeline_name: str, comp
            if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
            and e.path.steps and e.path.steps[0].key == key]
     return list(store.get_artifacts_by_id(ids))
+
+
+def live_artifacts(store: metadata_store.MetadataStore, type_name: str) -> list:
+    """TFX Artifacts of every LIVE artifact of `type_name` in `store` (none if the type is not
+    registered)."""
+    from ml_metadata import errors
+    from tfx.types import artifact_utils
+
+    try:
+        artifact_type = store.get_artifact_type(type_name)
+    except errors.NotFoundError:
+        return []
+    return [artifact_utils.deserialize_artifact(artifact_type, a)
+            for a in store.get_artifacts_by_type(type_name)
+            if a.state == metadata_store_pb2.Artifact.LIVE]
+
+
+def _pipeline_name(store: metadata_store.MetadataStore) -> str | None:
+    """The name of the pipeline with the newest run in `store`."""
+    runs = pipeline_runs(store)
+    return runs[-1][0] if runs else None
+
+
+def _tfx_outputs(store, pipeline_name: str, component_id: str, key: str) -> list:
+    from tfx.types import artifact_utils
+
+    found = latest_outputs(store, pipeline_name, component_id, key)
+    types = {a.type_id: store.get_artifact_types_by_id([a.type_id])[0] for a in found}
+    return [artifact_utils.deserialize_artifact(types[a.type_id], a) for a in found]
+
+
+def render_report(pipeline_root: str, output_dir: str | None = None) -> dict:
+    """Re-renders the ablation report from ``pipeline_root``'s ML Metadata into `output_dir`
+    (default ``pipeline_root/report``); returns the written paths.
+
+    Uses the LIVE ModelRun and ModelEvaluation artifacts (newest per (model_name, seed)), the
+    newest data artifacts of the newest pipeline run, the newest stored configuration and, in
+    the provenance, every component's wall time in that run. Raises FileNotFoundError without
+    the store and ValueError without ModelRun artifacts.
+    """
+    import pathlib
+
+    from components import report
+    from pipeline.pipeline import code_version
+
+    store = open_store(pipeline_root)
+    name = _pipeline_name(store)
+    results = report.run_results(live_artifacts(store, "ModelRun"),
+                                 live_artifacts(store, "ModelEvaluation"))
+    data_artifacts = [
+        next(iter(_tfx_outputs(store, name, component, key)), None) if name else None
+        for component, key in (("ImageExampleGen", "examples"), ("StatisticsGen", "statistics"),
+                               ("ExampleValidator", "anomalies"))]
+    configs = sorted(pathlib.Path(pipeline_root, "configs").glob("*.json"),
+                     key=lambda p: p.stat().st_mtime)
+    run_id = last_run_id(store, name) if name else None
+    info = report.provenance([r.history for r in results],
+                             configs[-1].read_text() if configs else "", code_version(),
+                             _run_name(store, run_id))
+    info["component_seconds"] = {c.component: c.seconds for c in last_run(store, name)} if name else {}
+    _, paths = report.render(results, pathlib.Path(output_dir or os.path.join(pipeline_root, "report")),
+                             report.data_summary(*data_artifacts), info)
+    return paths
+
+
+def _run_name(store, run_id: int | None) -> str | None:
+    if run_id is None:
+        return None
+    [context] = store.get_contexts_by_id([run_id])
+    return context.name

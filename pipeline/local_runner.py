@@ -122,16 +122,27 @@ def _last_run_id(config: config_lib.PipelineConfig) -> int | None:
 
 
 def print_report(config: config_lib.PipelineConfig) -> None:
-    """Prints the newest AblationReport's markdown table and verdicts, with its location."""
-    from components.report import REPORT_FILES
+    """Prints the newest AblationReport's table, then its verdicts and data warnings, and where
+    the report is: what a user must see last."""
+    from components import report_files
     from pipeline import artifacts
 
     store = artifacts.open_store(config.pipeline_root)
     report = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
-    if report:
-        print()
-        print(pathlib.Path(report[0].uri, REPORT_FILES["markdown"]).read_text())
-        print(f"Report: {pathlib.Path(report[0].uri, REPORT_FILES['html'])}")
+    if not report:
+        return
+    directory = pathlib.Path(report[0].uri)
+    content = json.loads((directory / report_files.REPORT_FILES["json"]).read_text())
+    print("\n" + report_files.markdown_table(report_files.display_rows(content["rows"]),
+                                            report_files.DISPLAY_COLUMNS))
+    print("\nVerdicts:")
+    for verdict in content["verdicts"]:
+        print(f"- {verdict['sentence']}")
+    if content["warnings"]:
+        print("\nData warnings:")
+        for warning in content["warnings"]:
+            print(f"- {warning}")
+    print(f"\nReport: {directory / report_files.REPORT_FILES['html']}")
 
 
 def config_from_environment() -> config_lib.PipelineConfig:

@@ -9,14 +9,15 @@ schema and TrainingConfig; they differ only in the model name and seed.
 from __future__ import annotations
 
 import os
+import subprocess
 
 from tfx import v1 as tfx
 
-from components.evaluation import eval_config
+from components.evaluation import Evaluator, eval_config
 from components.example_gen import ImageExampleGen
 from components.schema import SchemaCurator
 from components.trainer import trainer_custom_config
-from pipeline.config import PipelineConfig
+from pipeline.config import REPO_ROOT, PipelineConfig
 
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
@@ -32,11 +33,11 @@ def data_components(config: PipelineConfig) -> dict[str, object]:
     example_gen = ImageExampleGen(
         data=config.data, eval_fraction=config.eval_fraction, train_limit=config.train_limit,
         tfds_data_dir=config.tfds_data_dir, tfds_download_dir=config.tfds_download_dir,
-        tfds_manual_dir=config.tfds_manual_dir)
+        tfds_manual_dir=config.tfds_manual_dir, validation_fraction=config.validation_fraction)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True,
-        exclude_splits=["eval"])  # the schema describes train; eval is validated against it
+        exclude_splits=["eval", "validation"])  # the schema describes train only
     curator = SchemaCurator(schema=schema_gen.outputs["schema"],
                             examples=example_gen.outputs["examples"])
     validator = tfx.components.ExampleValidator(
@@ -59,9 +60,12 @@ def _trainer(config: PipelineConfig, data: dict[str, object], model: str, seed: 
         run_fn=RUN_FN, examples=data["example_gen"].outputs["examples"],
         schema=data["schema_curator"].outputs["curated_schema"],
         transform_graph=data["transform"].outputs["transform_graph"],
+        # per-epoch validation on the held-out validation split when there is one, else eval
+        eval_args=tfx.proto.EvalArgs(
+            splits=["validation" if config.validation_fraction > 0 else "eval"]),
         custom_config=trainer_custom_config(
             model, seed, config.training,
-            os.path.join(config.pipeline_root, "checkpoints", trainer_id)),
+            os.path.join(config.pipeline_root, "checkpoints", trainer_id), config.shortcut),
     ).with_id(trainer_id)
     trainer.outputs["model_run"].additional_custom_properties = {"model_name": model, "seed": seed}
     return trainer
@@ -72,7 +76,7 @@ def _evaluator(config: PipelineConfig, data: dict[str, object], trainers: dict, 
     """TFMA on the eval split for `model`, with its plain twin `baseline` as TFMA baseline."""
     evaluator_id = (f"Evaluator.{model}" + (f"_vs_{baseline}" if baseline else "")
                     + _suffix(config, seed))
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=data["example_gen"].outputs["examples"],
         model=trainers[model, seed].outputs["model"],
         baseline_model=trainers[baseline, seed].outputs["model"] if baseline else None,
@@ -102,8 +106,25 @@ def training_components(config: PipelineConfig, data: dict[str, object],
     report = AblationReport(
         model_runs=[t.outputs["model_run"] for t in trainers.values()],
         evaluations=[e.outputs["evaluation"] for e in evaluators],
+        examples=data["example_gen"].outputs["examples"],
+        statistics=data["statistics_gen"].outputs["statistics"],
+        anomalies=data["example_validator"].outputs["anomalies"],
+        config_json=config.to_json(), code_version=code_version(),
     ).with_id("AblationReport")
     return {c.id: c for c in [*trainers.values(), *evaluators, report]}
+
+
+def code_version() -> str:
+    """The repository's git commit ("-dirty" with uncommitted changes), or "unknown"."""
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.strip()
+
+        return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain",
+                                                             "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def create_pipeline(config: PipelineConfig, *, data_only: bool = False,

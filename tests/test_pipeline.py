@@ -3,6 +3,7 @@ lineage, and configuration errors."""
 
 import csv
 import dataclasses
+import json
 import os
 import pathlib
 import shutil
@@ -87,6 +88,7 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     local_runner.run(config)
     out = capsys.readouterr().out
     assert "| cifar_resnet20 |" in out and "Report: " in out
+    assert "Verdicts:" in out and "On test (200 images), cifar_resnet20 − cifar_plain20" in out
     assert set(_states(config).values()) == {"ran"}
     assert len(_states(config)) == 10  # 6 data components, 2 Trainers, 1 Evaluator, report
 
@@ -127,6 +129,53 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     assert {c for c, s in states.items() if s == "cached"} == {
         "ImageExampleGen", "StatisticsGen", "SchemaGen", "SchemaCurator", "ExampleValidator",
         "Transform"}
+
+
+def test_two_seeds_at_chance_give_intervals_and_no_winner(tmp_path, capsys):
+    """Two training steps cannot learn CIFAR-10: every verdict must say so, never a winner."""
+    config = dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root"), seeds=2)
+    local_runner.run(config)
+    out = capsys.readouterr().out
+    store = artifacts.open_store(config.pipeline_root)
+    [report] = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    data = json.loads(open(os.path.join(report.uri, "ablation.json")).read())
+    assert [(r["model"], r["seed"]) for r in data["rows"]] == [
+        ("cifar_plain20", 0), ("cifar_plain20", 1), ("cifar_resnet20", 0), ("cifar_resnet20", 1)]
+    for row in data["rows"]:
+        assert row["status"] == "ok" and row["eval_split"] == "test"
+        assert 0 <= row["train_error"] <= 1 and 0 <= row["eval_error"] <= 1
+        assert row["best_val_accuracy"] is None  # no validation split: no selection on test
+    for row in data["rows"][2:]:
+        assert row["delta_ci_low"] <= row["delta_vs_plain"] <= row["delta_ci_high"]
+    assert [(v["kind"], v["split"], v["seeds"]) for v in data["verdicts"]] == [
+        ("residual_vs_plain", "test", 2), ("residual_vs_plain", "train", 2)]
+    for verdict in data["verdicts"]:
+        assert verdict["conclusion"] in ("at_chance", "not_distinguishable"), verdict
+        assert verdict["sentence"] in out and "2 seeds" in verdict["sentence"]
+    examples = data["data"]["examples"]
+    assert examples == {"train": 64, "eval": 200}
+    assert sum(data["data"]["classes"]["eval"].values()) == 200
+    assert data["provenance"]["configuration fingerprint"] == config.fingerprint()
+
+
+def test_diverged_models_still_yield_a_report(tmp_path, capsys):
+    """A learning rate no net survives: both Trainers record divergence, the Evaluator skips
+    the pair, and the report marks both rows and says why there is no comparison."""
+    training = dataclasses.replace(TINY.training, base_learning_rate=1e30, weight_decay=0.0)
+    config = dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root"), training=training)
+    local_runner.run(config)
+    out = capsys.readouterr().out
+    assert set(_states(config).values()) == {"ran"}
+    store = artifacts.open_store(config.pipeline_root)
+    [report] = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    with open(os.path.join(report.uri, "ablation.csv")) as file:
+        rows = {row["model"]: row for row in csv.DictReader(file)}
+    assert {r["status"] for r in rows.values()} == {"diverged"}
+    assert {r["diverged_epoch"] for r in rows.values()} == {"1"}
+    assert "cifar_plain20 seed 0 diverged (non-finite loss in epoch 1)" in out
+    [evaluation] = artifacts.latest_outputs(store, config.pipeline_name,
+                                            "Evaluator.cifar_resnet20_vs_cifar_plain20", "evaluation")
+    assert "diverged in epoch 1" in open(os.path.join(evaluation.uri, "SKIPPED")).read()
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -1,15 +1,17 @@
-"""The ablation report: pure row/summary/verdict logic, and the TFX component on real artifacts.
+"""The ablation report component on real artifacts: files, verdicts, diverged runs, data and
+provenance sections, in a pipeline, re-rendered from ML Metadata, compiled for Kubeflow V2.
 
 The evaluations are real: two tiny tf_keras classifiers (standing in for cifar_resnet20 and
 cifar_plain20) are trained on a synthetic 3-class problem, saved with a ``serving_default``
 signature over serialized tf.Examples, and evaluated by the TFX Evaluator executor (TFMA 0.52),
 the plain one alone and the residual one against the plain one as baseline, as the pipeline does.
+The statistics and verdicts themselves are pinned in test_ablation.py.
 """
 
 import base64
 import csv
+import dataclasses
 import json
-import math
 import pathlib
 import re
 
@@ -22,57 +24,71 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import report
+from components import ablation, evaluation, report
+from components.contracts import EpochRecord, Predictions, RunHistory, SplitPredictions
 from components.keras_lib import keras
 from components.model_specs import get_spec
+from pipeline import artifacts
 
 EXPECTED_COLUMNS = ["model", "family", "depth", "residual", "params", "epochs", "seed",
                     "train_loss", "val_loss", "val_accuracy", "best_val_accuracy",
-                    "delta_vs_plain", "images_per_second"]
+                    "delta_vs_plain", "images_per_second",
+                    "status", "train_error", "eval_error", "eval_split", "delta_ci_low",
+                    "delta_ci_high"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESNET, PLAIN = "cifar_resnet20", "cifar_plain20"
+EVAL_IDS = 200
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def history(model, seed, val_accuracy, images_per_second=(100.0, 120.0, 400.0), params=1234):
-    """A history.json dict: one epoch per value of `val_accuracy`."""
+def history(model, seed, val_accuracy, images_per_second=(100.0, 120.0, 400.0), params=1234,
+            status="ok", val_split="test"):
+    """A RunHistory: one epoch per value of `val_accuracy`."""
     spec = get_spec(model)
-    epochs = [{"epoch": i + 1, "train_loss": 2.0 - 0.25 * i, "train_accuracy": acc,
-               "val_loss": 1.9 - 0.2 * i, "val_accuracy": acc, "learning_rate": 0.1,
-               "seconds": 3.0, "images_per_second": ips}
-              for i, (acc, ips) in enumerate(zip(val_accuracy, images_per_second))]
-    return {"model": model, "family": spec.family, "depth": spec.depth,
-            "residual": spec.residual, "params": params, "seed": seed, "batch_size": 8,
-            "image_size": 32, "epochs": epochs}
+    epochs = tuple(EpochRecord(
+        epoch=i + 1, train_loss=2.0 - 0.25 * i, train_accuracy=acc, val_loss=1.9 - 0.2 * i,
+        val_accuracy=acc, clean_train_loss=1.5, clean_train_accuracy=min(acc + 0.1, 1.0),
+        learning_rate=0.1, seconds=3.0, images_per_second=ips)
+        for i, (acc, ips) in enumerate(zip(val_accuracy, images_per_second)))
+    return RunHistory(
+        model=model, family=spec.family, depth=spec.depth, residual=spec.residual,
+        params=params, seed=seed, batch_size=8, image_size=32, num_classes=3,
+        steps_per_epoch=4, precision="float32", xla=False, training={"epochs": len(epochs)},
+        val_split=val_split, eval_split="test", train_subset=EVAL_IDS,
+        shortcut="A" if spec.residual else "none", device="CPU: test (2 cores)",
+        status=status, diverged_epoch=len(epochs) + 1 if status == "diverged" else None,
+        epochs=epochs)
 
 
-def row(model, seed, val_accuracy, **overrides):
-    """A report row as rows_from makes it, with only what summarize/verdicts read."""
-    spec = get_spec(model)
-    base = {"model": model, "family": spec.family, "depth": spec.depth,
-            "residual": "true" if spec.residual else "false", "params": 10, "epochs": 5,
-            "seed": seed, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": val_accuracy,
-            "best_val_accuracy": val_accuracy, "delta_vs_plain": None, "images_per_second": 50.0}
-    return {**base, **overrides}
+def predictions(correct):
+    """Predictions on EVAL_IDS ids (both splits): the first `correct` right."""
+    labels = tuple(i % 3 for i in range(EVAL_IDS))
+    predicted = tuple(l if i < correct else (l + 1) % 3 for i, l in enumerate(labels))
+    split = SplitPredictions(tuple(f"img{i}" for i in range(EVAL_IDS)), labels, predicted)
+    return Predictions(eval=split, train=split)
 
 
-def model_run(directory, hist, with_properties=True):
-    """A ModelRun artifact whose URI holds `hist` as history.json."""
+def model_run(directory, hist, preds=None, with_properties=True):
+    """A ModelRun artifact whose URI holds `hist` (and `preds`) as the Trainer writes them."""
     artifact = standard_artifacts.ModelRun()
     artifact.uri = str(directory)
     pathlib.Path(directory).mkdir(parents=True)
-    (pathlib.Path(directory) / "history.json").write_text(json.dumps(hist))
+    (pathlib.Path(directory) / "history.json").write_text(hist.to_json())
+    if preds is not None:
+        (pathlib.Path(directory) / "predictions.json").write_text(preds.to_json())
     if with_properties:
-        artifact.set_string_custom_property("model_name", hist["model"])
-        artifact.set_int_custom_property("seed", hist["seed"])
+        artifact.set_string_custom_property("model_name", hist.model)
+        artifact.set_int_custom_property("seed", hist.seed)
     return artifact
 
 
-def read_csv(path):
-    with open(path, newline="") as handle:
-        return list(csv.reader(handle))
+def _csv_rows(output):
+    """CSV rows keyed by (model, seed); `output` is an artifact (TFX or MLMD) or a directory."""
+    directory = pathlib.Path(getattr(output, "uri", output))
+    with open(directory / "ablation.csv", newline="") as handle:
+        return {(r["model"], int(r["seed"])): r for r in csv.DictReader(handle)}
 
 
 def tfma_accuracy(evaluation):
@@ -180,44 +196,34 @@ def evaluations(tmp_path_factory):
 # --------------------------------------------------------------------------- the component
 
 
-RUN_HISTORIES = [
-    history(RESNET, 0, [0.3, 0.6, 0.5]),
-    history(PLAIN, 0, [0.2, 0.4, 0.45]),
-    history(RESNET, 1, [0.35, 0.65, 0.7], images_per_second=(10.0, 30.0, 20.0)),
-    history(PLAIN, 1, [0.25, 0.5, 0.55]),
+RUNS = [
+    (history(RESNET, 0, [0.3, 0.6, 0.5]), predictions(150)),
+    (history(PLAIN, 0, [0.2, 0.4, 0.45]), predictions(100)),
+    (history(RESNET, 1, [0.35, 0.65, 0.7], images_per_second=(10.0, 30.0, 20.0)), predictions(140)),
+    (history(PLAIN, 1, [0.25, 0.5, 0.55]), predictions(110)),
 ]
+CONFIG_JSON = json.dumps({"profile": "test", "data": "imagefolder:<b>cats & dogs</b>"})
 
 
 @pytest.fixture(scope="module")
 def component_output(evaluations, tmp_path_factory):
     """Runs the AblationReport executor on four ModelRuns (two seeds) and the evaluations."""
     root = tmp_path_factory.mktemp("report")
-    runs = [model_run(root / f"run{i}", h) for i, h in enumerate(RUN_HISTORIES)]
+    runs = [model_run(root / f"run{i}", h, p) for i, (h, p) in enumerate(RUNS)]
     output = report.AblationReportArtifact()
     output.uri = str(root / "report")
     report.AblationReportExecutor().Do(
         {"model_runs_0": runs[:2], "model_runs_1": runs[2:],  # one key per upstream channel
          "evaluations_0": [evaluations[PLAIN]], "evaluations_1": [evaluations[RESNET]]},
-        {"report": [output]}, {})
+        {"report": [output]}, {"config_json": CONFIG_JSON, "code_version": "abc123"})
     return output
 
 
 def test_csv_header_order_is_exact(component_output):
-    header = read_csv(pathlib.Path(component_output.uri) / "ablation.csv")[0]
+    with open(pathlib.Path(component_output.uri) / "ablation.csv", newline="") as handle:
+        header = next(csv.reader(handle))
     assert header[:len(EXPECTED_COLUMNS)] == EXPECTED_COLUMNS
-
-
-def test_one_row_per_variant_and_seed(component_output):
-    rows = read_csv(pathlib.Path(component_output.uri) / "ablation.csv")[1:]
-    assert sorted((r[0], r[6]) for r in rows) == [
-        (PLAIN, "0"), (PLAIN, "1"), (RESNET, "0"), (RESNET, "1")]
-
-
-def _csv_rows(output):
-    """CSV rows keyed by (model, seed); `output` is an artifact (TFX or MLMD) or a directory."""
-    directory = pathlib.Path(getattr(output, "uri", output))
-    with open(directory / "ablation.csv", newline="") as handle:
-        return {(r["model"], int(r["seed"])): r for r in csv.DictReader(handle)}
+    assert len(_csv_rows(component_output)) == 4
 
 
 def test_accuracies_are_the_evaluators_own_values(component_output, evaluations):
@@ -225,71 +231,120 @@ def test_accuracies_are_the_evaluators_own_values(component_output, evaluations)
     for name in (RESNET, PLAIN):
         expected = tfma_accuracy(evaluations[name])
         assert float(rows[(name, 0)]["val_accuracy"]) == expected
+        assert float(rows[(name, 0)]["eval_error"]) == pytest.approx(1 - expected)
         assert rows[(name, 0)]["val_source"] == "evaluator"
+        assert rows[(name, 0)]["status"] == "ok" and rows[(name, 0)]["eval_split"] == "test"
     # The two evaluated models must differ, or the delta checks below prove nothing.
     assert tfma_accuracy(evaluations[RESNET]) - tfma_accuracy(evaluations[PLAIN]) > 0.1
 
 
-def test_without_an_evaluation_the_history_is_used(component_output):
+def test_without_an_evaluation_the_predictions_are_used(component_output):
     rows = _csv_rows(component_output)
-    assert float(rows[(RESNET, 1)]["val_accuracy"]) == 0.7
-    assert float(rows[(PLAIN, 1)]["val_accuracy"]) == 0.55
+    assert float(rows[(RESNET, 1)]["val_accuracy"]) == 140 / EVAL_IDS
     assert rows[(RESNET, 1)]["val_source"] == "history"
+    assert float(rows[(RESNET, 1)]["train_error"]) == pytest.approx(1 - 140 / EVAL_IDS)
 
 
-def test_delta_vs_plain_is_the_difference(component_output, evaluations):
+def test_delta_and_its_paired_interval(component_output, evaluations):
     rows = _csv_rows(component_output)
     delta = float(rows[(RESNET, 0)]["delta_vs_plain"])
     assert delta == pytest.approx(
         tfma_accuracy(evaluations[RESNET]) - tfma_accuracy(evaluations[PLAIN]), abs=1e-12)
     # TFMA's own candidate-minus-baseline diff agrees (it is computed in float32).
     assert delta == pytest.approx(float(rows[(RESNET, 0)]["eval_accuracy_diff"]), abs=1e-6)
-    assert float(rows[(RESNET, 1)]["delta_vs_plain"]) == pytest.approx(0.7 - 0.55, abs=1e-12)
-    assert rows[(PLAIN, 0)]["delta_vs_plain"] == rows[(PLAIN, 1)]["delta_vs_plain"] == ""
+    seed1 = rows[(RESNET, 1)]
+    assert float(seed1["delta_vs_plain"]) == pytest.approx(0.15)
+    # nested predictions: 30 discordant pairs, all the residual net's way
+    assert float(seed1["delta_ci_low"]) > 0 and float(seed1["delta_ci_high"]) > 0.15
+    assert float(seed1["mcnemar_p"]) == pytest.approx(2 * 0.5 ** 30)
+    assert rows[(PLAIN, 0)]["delta_vs_plain"] == rows[(PLAIN, 0)]["delta_ci_low"] == ""
 
 
-def test_best_accuracy_and_median_throughput(component_output):
+def test_no_best_epoch_selected_on_test(component_output):
     rows = _csv_rows(component_output)
-    assert float(rows[(RESNET, 0)]["best_val_accuracy"]) == 0.6  # not the final 0.5
+    assert rows[(RESNET, 0)]["best_val_accuracy"] == ""  # the curve is on test
     assert float(rows[(RESNET, 0)]["images_per_second"]) == 120.0  # median, not mean 206.7
-    assert float(rows[(RESNET, 1)]["images_per_second"]) == 20.0
     assert rows[(RESNET, 0)]["residual"] == "true" and rows[(PLAIN, 0)]["residual"] == "false"
     assert rows[(RESNET, 0)]["epochs"] == "3" and rows[(RESNET, 0)]["depth"] == "20"
 
 
-def test_curves_png_is_a_real_image(component_output):
-    png = pathlib.Path(component_output.uri) / "curves.png"
-    assert png.read_bytes().startswith(PNG_SIGNATURE)
-    with Image.open(png) as image:
-        assert image.format == "PNG"
-        assert image.size[0] > 0 and image.size[1] > 0
+def test_figures_are_real_images(component_output):
+    for name in ("errors.png", "curves.png"):
+        png = pathlib.Path(component_output.uri) / name
+        assert png.read_bytes().startswith(PNG_SIGNATURE)
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 200
 
 
-def test_html_is_self_contained(component_output):
+def test_html_is_self_contained_and_escaped(component_output):
     directory = pathlib.Path(component_output.uri)
     page = (directory / "report.html").read_text()
-    assert "<table>" in page and f"<td>{RESNET}</td>" in page
-    assert "beats cifar_plain20" in page
-    match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert match, "curves.png is not embedded as a data URI"
-    assert base64.b64decode(match.group(1)) == (directory / "curves.png").read_bytes()
+    assert page.index("<h2>Verdicts</h2>") < page.index("<h2>Runs</h2>")
+    assert f"<td>{RESNET}</td>" in page and "residual_better" in page
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert [base64.b64decode(i) for i in images] == [
+        (directory / "errors.png").read_bytes(), (directory / "curves.png").read_bytes()]
     assert not re.search(r'(src|href)="(?!data:)', page), "the page links an external file"
+    assert "<b>cats" not in page and "&lt;b&gt;cats &amp; dogs&lt;/b&gt;" in page
+    assert "abc123" in page and "<h2>Provenance</h2>" in page
 
 
-def test_markdown_json_and_artifact_properties(component_output):
-    directory = pathlib.Path(component_output.uri)
-    markdown = (directory / "ablation.md").read_text()
-    assert "| " + " | ".join(EXPECTED_COLUMNS) in markdown
-    assert "## Mean ± std over seeds" in markdown
-    assert "cifar_resnet20 beats cifar_plain20 by" in markdown
-    data = json.loads((directory / "ablation.json").read_text())
+def test_json_verdicts_follow_the_contract(component_output, evaluations):
+    data = json.loads((pathlib.Path(component_output.uri) / "ablation.json").read_text())
     assert data["columns"][:len(EXPECTED_COLUMNS)] == EXPECTED_COLUMNS
-    assert len(data["rows"]) == 4 and len(data["summary"]) == 2 and len(data["verdicts"]) == 1
+    assert len(data["rows"]) == 4 and len(data["summary"]) == 2
+    fields = {"kind", "family", "models", "metric", "split", "gap", "ci_low", "ci_high", "seeds",
+              "conclusion", "sentence"}
+    assert all(fields <= set(v) for v in data["verdicts"])
+    [on_test] = [v for v in data["verdicts"] if v["split"] == "test"]
+    assert on_test["kind"] == "residual_vs_plain" and on_test["seeds"] == 2
+    assert on_test["models"] == [RESNET, PLAIN]
+    # two seeds: t-interval over the per-seed gaps (df = 1), wide
+    gaps = [tfma_accuracy(evaluations[RESNET]) - tfma_accuracy(evaluations[PLAIN]), 0.15]
+    expected = ablation.t_interval(gaps)
+    assert (on_test["gap"], on_test["ci_low"], on_test["ci_high"]) == pytest.approx(
+        (expected.estimate, expected.low, expected.high))
+    assert data["provenance"]["code version"] == "abc123"
+    assert data["provenance"]["training devices"] == ["CPU: test (2 cores)"]
     assert component_output.get_int_custom_property("rows") == 4
-    table = component_output.get_string_custom_property("markdown_table")
-    assert table.splitlines()[0] == "| " + " | ".join(EXPECTED_COLUMNS) + " |"
-    assert len(table.splitlines()) == 2 + 4
-    assert component_output.get_string_custom_property("verdicts") == data["verdicts"][0]
+    verdicts = component_output.get_string_custom_property("verdicts").splitlines()
+    assert verdicts == [v["sentence"] for v in data["verdicts"]]
+    markdown = (pathlib.Path(component_output.uri) / "ablation.md").read_text()
+    assert markdown.index("## Verdicts") < markdown.index("## Runs")
+
+
+def test_a_diverged_model_is_reported_not_evaluated(evaluations, tmp_path):
+    """A diverged plain net: the Evaluator skips it (and says so), the report marks the row."""
+    model_dir = tmp_path / "model" / "Format-Serving"
+    model_dir.mkdir(parents=True)
+    (model_dir / "DIVERGED").write_text("cifar_plain20 seed 0 diverged in epoch 3\n")
+    diverged_model = standard_artifacts.Model()
+    diverged_model.uri = str(tmp_path / "model")
+    skipped = standard_artifacts.ModelEvaluation()
+    skipped.uri = str(tmp_path / "evaluation")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    evaluation._Executor().Do({"model": [standard_artifacts.Model()],
+                               "baseline_model": [diverged_model]},
+                              {"evaluation": [skipped], "blessing": [blessing]}, {})
+    assert "diverged in epoch 3" in (tmp_path / "evaluation" / "SKIPPED").read_text()
+    assert (tmp_path / "blessing" / "NOT_BLESSED").exists()
+    skipped.set_string_custom_property("model_name", RESNET)
+    skipped.set_int_custom_property("seed", 0)
+
+    runs = [model_run(tmp_path / "resnet", history(RESNET, 0, [0.3, 0.5]), predictions(100)),
+            model_run(tmp_path / "plain", history(PLAIN, 0, [0.3], status="diverged"))]
+    output = report.AblationReportArtifact()
+    output.uri = str(tmp_path / "report")
+    report.AblationReportExecutor().Do({"model_runs": runs, "evaluations": [skipped]},
+                                       {"report": [output]}, {})
+    rows = _csv_rows(output)
+    assert rows[(PLAIN, 0)]["status"] == "diverged" and rows[(PLAIN, 0)]["diverged_epoch"] == "2"
+    assert rows[(PLAIN, 0)]["val_accuracy"] == "" and rows[(RESNET, 0)]["status"] == "ok"
+    data = json.loads((tmp_path / "report" / "ablation.json").read_text())
+    assert {v["conclusion"] for v in data["verdicts"]} == {"diverged"}
+    assert "status diverged" not in (tmp_path / "report" / "report.html").read_text()
+    assert "diverged (epoch 2)" in (tmp_path / "report" / "report.html").read_text()
 
 
 # --------------------------------------------------------------------------- in a pipeline
@@ -319,9 +374,9 @@ def _report_pipeline(evaluations, tmp_path, root):
     from tfx.orchestration import metadata, pipeline
     from tfx.types import channel_utils
 
-    runs = [_importer(f"run_{h['model']}", model_run(tmp_path / h["model"], h, False).uri,
-                      standard_artifacts.ModelRun, model_name=h["model"], seed=0)
-            for h in RUN_HISTORIES[:2]]
+    runs = [_importer(f"run_{h.model}", model_run(tmp_path / h.model, h, p, False).uri,
+                      standard_artifacts.ModelRun, model_name=h.model, seed=0)
+            for h, p in RUNS[:2]]
     evals = [_importer(f"eval_{PLAIN}", evaluations[PLAIN].uri,
                        standard_artifacts.ModelEvaluation, model_name=PLAIN, seed=0),
              _importer(f"eval_{RESNET}", evaluations[RESNET].uri,
@@ -338,7 +393,7 @@ def _report_pipeline(evaluations, tmp_path, root):
 
 
 def test_pipeline_runs_report_and_rerenders_from_mlmd(evaluations, tmp_path):
-    """LocalDagRunner runs the report on its list inputs; render_from_pipeline_root then
+    """LocalDagRunner runs the report on its list inputs; artifacts.render_report then
     re-reads MLMD and keeps the newest LIVE ModelRun per (model, seed)."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
@@ -352,21 +407,27 @@ def test_pipeline_runs_report_and_rerenders_from_mlmd(evaluations, tmp_path):
         metadata.sqlite_metadata_connection_config(str(root / "metadata.sqlite")))
     [published] = store.get_artifacts_by_type(report.AblationReportArtifact.TYPE_NAME)
     assert published.custom_properties["rows"].int_value == 2
-    assert "beats cifar_plain20" in published.custom_properties["verdicts"].string_value
+    assert "residual better" in published.custom_properties["verdicts"].string_value
     in_pipeline = _csv_rows(published)
     assert float(in_pipeline[(RESNET, 0)]["val_accuracy"]) == tfma_accuracy(evaluations[RESNET])
+    page = pathlib.Path(published.uri, "report.html").read_text()
+    run_id = json.loads(pathlib.Path(published.uri, "ablation.json").read_text())[
+        "provenance"]["pipeline run id"]
+    assert run_id != "unknown" and run_id in page
 
-    newer = history(PLAIN, 0, [0.2, 0.4, 0.45], params=999)
-    _put_model_run(store, model_run(tmp_path / "newer", newer, False).uri, PLAIN, 0,
+    newer = dataclasses.replace(RUNS[1][0], params=999)
+    _put_model_run(store, model_run(tmp_path / "newer", newer, RUNS[1][1], False).uri, PLAIN, 0,
                    metadata_store_pb2.Artifact.LIVE)
     _put_model_run(store, tmp_path / "missing", RESNET, 0, metadata_store_pb2.Artifact.PENDING)
-    paths = report.render_from_pipeline_root(root)
+    paths = artifacts.render_report(str(root))
     assert paths["csv"] == root / "report" / "ablation.csv"
     rerendered = _csv_rows(paths["csv"].parent)
     assert sorted(rerendered) == [(PLAIN, 0), (RESNET, 0)]
     assert rerendered[(PLAIN, 0)]["params"] == "999"  # the newest LIVE run; PENDING ignored
     for name in (RESNET, PLAIN):
         assert float(rerendered[(name, 0)]["val_accuracy"]) == tfma_accuracy(evaluations[name])
+    seconds = json.loads(paths["json"].read_text())["provenance"]["component_seconds"]
+    assert "AblationReport" in seconds and all(s >= 0 for s in seconds.values())
 
 
 def test_report_compiles_for_kubeflow_v2(evaluations, tmp_path):
@@ -382,99 +443,6 @@ def test_report_compiles_for_kubeflow_v2(evaluations, tmp_path):
     assert sorted(inputs) == ["evaluations_0", "evaluations_1", "model_runs_0", "model_runs_1"]
 
 
-def test_render_from_pipeline_root_without_a_store(tmp_path):
+def test_render_report_without_a_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.sqlite"):
-        report.render_from_pipeline_root(tmp_path)
-
-
-# --------------------------------------------------------------------------- pure functions
-
-
-def test_summarize_mean_and_sample_std():
-    rows = [row(RESNET, 0, 0.6, delta_vs_plain=0.1, images_per_second=10.0),
-            row(RESNET, 1, 0.7, delta_vs_plain=0.3, images_per_second=20.0),
-            row(RESNET, 2, 0.8, delta_vs_plain=None, images_per_second=60.0),
-            row(PLAIN, 0, 0.5)]
-    resnet, plain = report.summarize(rows)
-    assert (resnet["model"], resnet["seeds"], plain["seeds"]) == (RESNET, 3, 1)
-    assert resnet["val_accuracy_mean"] == pytest.approx(0.7)
-    assert resnet["val_accuracy_std"] == pytest.approx(0.1)  # ddof=1; population std is 0.0816
-    assert resnet["images_per_second_mean"] == pytest.approx(30.0)
-    assert resnet["images_per_second_std"] == pytest.approx(math.sqrt(700))
-    assert resnet["delta_vs_plain_mean"] == pytest.approx(0.2)  # over the two non-empty values
-    assert resnet["delta_vs_plain_std"] == pytest.approx(math.sqrt(0.02))
-    assert plain["val_accuracy_mean"] == 0.5 and plain["val_accuracy_std"] is None
-    assert plain["delta_vs_plain_mean"] is None
-
-
-def test_summarize_keeps_different_training_lengths_apart():
-    summary = report.summarize([row(RESNET, 0, 0.6, epochs=5), row(RESNET, 1, 0.9, epochs=10)])
-    assert [(s["epochs"], s["seeds"]) for s in summary] == [(5, 1), (10, 1)]
-
-
-def test_rows_from_prefers_the_evaluation_and_pairs_twins_by_seed():
-    histories = [history(RESNET, 0, [0.5, 0.6]), history(PLAIN, 0, [0.4, 0.5]),
-                 history(RESNET, 1, [0.5, 0.7]), history("resnet18", 0, [0.1, 0.2])]
-    rows = report.rows_from(histories, {(PLAIN, 0): {"accuracy": 0.25, "loss": 3.5}})
-    by_key = {(r["model"], r["seed"]): r for r in rows}
-    assert list(rows[0])[:len(EXPECTED_COLUMNS)] == EXPECTED_COLUMNS
-    assert [(r["model"], r["seed"]) for r in rows] == [
-        (PLAIN, 0), (RESNET, 0), (RESNET, 1), ("resnet18", 0)]  # family, depth, plain first
-    assert by_key[(PLAIN, 0)]["val_accuracy"] == 0.25 and by_key[(PLAIN, 0)]["val_loss"] == 3.5
-    assert by_key[(RESNET, 0)]["delta_vs_plain"] == pytest.approx(0.6 - 0.25)
-    assert by_key[(RESNET, 1)]["delta_vs_plain"] is None  # no plain run with seed 1
-    assert by_key[("resnet18", 0)]["delta_vs_plain"] is None
-
-
-def test_rows_from_rejects_percentages_duplicates_and_mismatched_lengths():
-    with pytest.raises(ValueError, match="fraction"):
-        report.rows_from([history(RESNET, 0, [50.0, 60.0])], {})
-    with pytest.raises(ValueError, match="more than one history"):
-        report.rows_from([history(RESNET, 0, [0.5]), history(RESNET, 0, [0.6])], {})
-    rows = report.rows_from([history(RESNET, 0, [0.5, 0.6]), history(PLAIN, 0, [0.4])], {})
-    assert rows[1]["delta_vs_plain"] is None  # 2 epochs against 1: not comparable
-
-
-def rows_of(*runs):
-    """rows_from over two-epoch histories; each run is (model, seed, final val_accuracy)."""
-    return report.rows_from([history(m, seed, [0.1, acc]) for m, seed, acc in runs], {})
-
-
-def test_verdicts_state_direction_size_and_noise():
-    beats = report.verdicts(rows_of(*[(RESNET, s, 0.80 + 0.01 * s) for s in range(3)],
-                                    *[(PLAIN, s, 0.70) for s in range(3)]))
-    assert beats == [
-        "cifar_resnet20 beats cifar_plain20 by 11.00 points of validation accuracy after "
-        "2 epochs (mean of 3 seeds: 81.00% ± 1.00 vs 70.00% ± 0.00; per-seed gap "
-        "+11.00 ± 1.00 points)."]
-    noisy = report.verdicts(rows_of(("resnet34", 0, 0.60), ("resnet34", 1, 0.70),
-                                    ("plain34", 0, 0.66), ("plain34", 1, 0.66)))[0]
-    assert noisy.startswith("resnet34 trails plain34 by 1.00 points")
-    assert "within one standard deviation" in noisy
-    single = report.verdicts(rows_of((RESNET, 0, 0.5), (PLAIN, 0, 0.5)))[0]
-    assert single.startswith("cifar_resnet20 ties with cifar_plain20 on validation accuracy")
-    assert "single seed" in single
-    unpaired = report.verdicts(rows_of(("plain50", 0, 0.4), ("resnet50", 1, 0.5)))
-    assert unpaired == ["plain50 has no resnet50 twin trained for 2 epochs with the same seed, "
-                        "so there is no comparison at this depth."]
-    assert len(report.verdicts(rows_of(("plain50", 0, 0.4), (RESNET, 0, 0.4)))) == 2
-    one_epoch = report.rows_from([history(RESNET, 0, [0.5]), history(PLAIN, 0, [0.5])], {})
-    assert "after 1 epoch (" in report.verdicts(one_epoch)[0]
-
-
-def test_non_finite_history_values_are_missing():
-    broken = history(RESNET, 0, [0.3, 0.6, 0.5])
-    broken["epochs"][1]["val_accuracy"] = math.nan
-    broken["epochs"][2]["val_accuracy"] = math.nan
-    resnet, plain = report.rows_from([broken, history(PLAIN, 0, [0.2, 0.3, 0.4])], {})[::-1]
-    assert resnet["val_accuracy"] is None and resnet["best_val_accuracy"] == 0.3
-    assert resnet["delta_vs_plain"] is None
-    json.dumps(resnet, allow_nan=False)  # the report's JSON stays valid JSON
-
-
-def test_markdown_table_formats_cells():
-    table = report.markdown_table([row(RESNET, 0, 0.123456, params=269722)])
-    header, rule, line = table.splitlines()
-    assert header == "| " + " | ".join(EXPECTED_COLUMNS) + " |"
-    assert rule == "|" + "---|" * len(EXPECTED_COLUMNS)
-    assert "| 269,722 |" in line and "| 0.1235 |" in line and "| 50.0 |" in line
+        artifacts.render_report(str(tmp_path))
