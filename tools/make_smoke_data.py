@@ -4,7 +4,7 @@ import pathlib
 import shutil
 import sys
 
-PER_CLASS = {"train": 50, "test": 20}
+PER_CLASS = {"train": 200, "test": 50}
 
 
 def main(source: str = "../shared/datasets/cifar10/png", target: str = "data/cifar10_smoke") -> int:
