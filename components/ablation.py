@@ -374,7 +374,7 @@ def _sentence(verdict: Mapping[str, Any], split: str, examples: int | None,
     if verdict["gap"] is None:
         body = f"{where}, {a} vs {b} has no interval ({setting})"
     else:
-        source = "t over seeds" if seeds >= 2 else "paired, eval-set sampling"
+        source = "t over seeds" if seeds >= 2 else "paired, on these images"
         body = (f"{where}, {a} − {b} = {verdict['gap'] * 100:+.1f} points of accuracy "
                 f"(95 % CI {verdict['ci_low'] * 100:+.1f} to {verdict['ci_high'] * 100:+.1f}, "
                 f"{source}; {setting})")

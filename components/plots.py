@@ -75,6 +75,7 @@ def plot_loss_curves(histories: Sequence[RunHistory], output: pathlib.Path) -> p
             axes.plot(*_mean_curve(runs, key), **style)
     for axes, label in zip(panels, ("training loss (cross-entropy)", "eval loss (cross-entropy)")):
         _epoch_axis(axes, label)
+    panels[1].set_yscale("log")  # an early eval loss of a plain net can be 100x the rest
     panels[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     figure.suptitle("Loss during training")
     return _save(figure, output)

@@ -159,7 +159,8 @@ def data_summary(examples: Artifact | None, statistics: Artifact | None,
     splits = list(counts.get("examples", {}))
     return {"examples": counts.get("examples", {}), "labels": labels,
             "eval_split": counts.get("eval_split_name", "eval"),
-            "skipped": {s: counts[s] for s in splits if counts.get(s)},
+            "skipped": {s: skipped for s in splits
+                        if (skipped := {r: n for r, n in counts.get(s, {}).items() if n})},
             "classes": {s: _class_counts(statistics, s) for s in splits} if statistics else {},
             "anomalies": _anomalies(anomalies, splits) if anomalies else []}
 
@@ -239,7 +240,7 @@ def provenance(histories: Sequence[RunHistory], config_json: str, code_version: 
         "training devices": sorted({h.device for h in histories if h.device}),
         "precision": sorted({h.precision for h in histories}),
         "xla": sorted({str(h.xla).lower() for h in histories}),
-        "training seconds": {f"{h.model} seed {h.seed}": round(sum(e.seconds for e in h.epochs), 1)
+        "fit seconds (sum of epochs)": {f"{h.model} seed {h.seed}": round(sum(e.seconds for e in h.epochs), 1)
                              for h in histories},
         "config": json.loads(config_json) if config_json else {},
     }

@@ -120,14 +120,14 @@ def render_report(pipeline_root: str, output_dir: str | None = None) -> dict:
     (default ``pipeline_root/report``); returns the written paths.
 
     Uses the LIVE ModelRun and ModelEvaluation artifacts (newest per (model_name, seed)), the
-    newest data artifacts of the newest pipeline run, the newest stored configuration and, in
-    the provenance, every component's wall time in that run. Raises FileNotFoundError without
+    newest data artifacts of the newest pipeline run, the configuration and code version the
+    newest AblationReport execution recorded and, in the provenance, every component's wall
+    time in that run. Raises FileNotFoundError without
     the store and ValueError without ModelRun artifacts.
     """
     import pathlib
 
     from components import report
-    from pipeline.pipeline import code_version
 
     store = open_store(pipeline_root)
     name = _pipeline_name(store)
@@ -137,12 +137,10 @@ def render_report(pipeline_root: str, output_dir: str | None = None) -> dict:
         next(iter(_tfx_outputs(store, name, component, key)), None) if name else None
         for component, key in (("ImageExampleGen", "examples"), ("StatisticsGen", "statistics"),
                                ("ExampleValidator", "anomalies"))]
-    configs = sorted(pathlib.Path(pipeline_root, "configs").glob("*.json"),
-                     key=lambda p: p.stat().st_mtime)
+    properties = _report_properties(store, name) if name else {}
     run_id = last_run_id(store, name) if name else None
-    info = report.provenance([r.history for r in results],
-                             configs[-1].read_text() if configs else "", code_version(),
-                             _run_name(store, run_id))
+    info = report.provenance([r.history for r in results], properties.get("config_json", ""),
+                             properties.get("code_version", ""), _run_name(store, run_id))
     info["component_seconds"] = {c.component: c.seconds for c in last_run(store, name)} if name else {}
     _, paths = report.render(results, pathlib.Path(output_dir or os.path.join(pipeline_root, "report")),
                              report.data_summary(*data_artifacts), info)
@@ -154,3 +152,14 @@ def _run_name(store, run_id: int | None) -> str | None:
         return None
     [context] = store.get_contexts_by_id([run_id])
     return context.name
+
+
+def _report_properties(store, pipeline_name: str) -> dict[str, str]:
+    """The string exec properties of the newest AblationReport execution (config_json,
+    code_version); {} when the report never ran."""
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.AblationReport")
+    executions = store.get_executions_by_context(context.id) if context else []
+    if not executions:
+        return {}
+    newest = max(executions, key=lambda e: e.id)
+    return {key: value.string_value for key, value in newest.custom_properties.items()}

@@ -88,7 +88,7 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     local_runner.run(config)
     out = capsys.readouterr().out
     assert "| cifar_resnet20 |" in out and "Report: " in out
-    assert "Verdicts:" in out and "On test (200 images), cifar_resnet20 − cifar_plain20" in out
+    assert "Verdicts:" in out and "On test (500 images), cifar_resnet20 − cifar_plain20" in out
     assert set(_states(config).values()) == {"ran"}
     assert len(_states(config)) == 10  # 6 data components, 2 Trainers, 1 Evaluator, report
 
@@ -153,8 +153,8 @@ def test_two_seeds_at_chance_give_intervals_and_no_winner(tmp_path, capsys):
         assert verdict["conclusion"] in ("at_chance", "not_distinguishable"), verdict
         assert verdict["sentence"] in out and "2 seeds" in verdict["sentence"]
     examples = data["data"]["examples"]
-    assert examples == {"train": 64, "eval": 200}
-    assert sum(data["data"]["classes"]["eval"].values()) == 200
+    assert examples == {"train": 64, "eval": 500}
+    assert sum(data["data"]["classes"]["eval"].values()) == 500
     assert data["provenance"]["configuration fingerprint"] == config.fingerprint()
 
 
