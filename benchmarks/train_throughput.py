@@ -1,7 +1,7 @@
 """Training throughput: the Trainer's input pipeline and model against a bare Keras loop.
 
 Measures, in one process and alternating window by window so machine drift hits both alike:
-  (a) pipeline: the Trainer's own ``make_dataset`` reading the Examples artifact (gzipped
+  (a) pipeline: the Trainer's own ``training_dataset`` reading the Examples artifact (gzipped
       TFRecords of encoded PNGs) with the Transform graph applied on the fly, feeding the model
       through the Trainer's compiled train step (``compiled_model``, ``make_train_function``);
   (b) bare: the same compiled model fed from ``tf.data.Dataset.from_tensor_slices`` of the same
@@ -57,7 +57,7 @@ def build_inputs(data: str, image_size: int, images: int, workdir: str) -> tuple
 
 def in_memory_arrays(pattern: str, tf_transform_output) -> tuple[np.ndarray, np.ndarray]:
     """Every train image decoded, resized and normalised once, as NumPy arrays."""
-    dataset = trainer.make_dataset(pattern, tf_transform_output, 256, training=False)
+    dataset = trainer.make_dataset(pattern, tf_transform_output, 256)
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
     return np.concatenate(images), np.concatenate(labels)
 
@@ -100,8 +100,10 @@ def main() -> int:
     images, labels = in_memory_arrays(pattern, tf_transform_output)
     num_classes = int(labels.max()) + 1
 
-    pipeline_data = trainer.make_dataset(pattern, tf_transform_output, args.batch, training=True,
-                                         shuffle_buffer=training.shuffle_buffer)
+    pipeline_data = trainer.training_dataset(
+        pattern, tf_transform_output, args.batch, seed=0,
+        steps_per_epoch=max(len(images) // args.batch, 1), epochs=range(100),
+        shuffle_buffer=training.shuffle_buffer)
     bare_data = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=0)
                  .repeat().batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
     paths = {}

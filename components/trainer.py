@@ -21,6 +21,7 @@ the same order on any machine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -52,7 +53,9 @@ class TrainerSettings:
     model: str
     seed: int
     training: TrainingConfig
-    checkpoint_root: str | None = None  # stable across restarts of the same run
+    # stable across restarts of the same run; None: derived at run time from the ModelRun
+    # artifact's URI (default_checkpoint_root)
+    checkpoint_root: str | None = None
     shortcut: str | None = None  # None: the family's default shortcut option
 
     @classmethod
@@ -118,16 +121,9 @@ def read_records(file_patterns: list[str] | str, limit: int | None = None) -> tf
     return dataset if limit is None else dataset.take(limit)
 
 
-def make_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTransformOutput,
-                 batch_size: int, *, training: bool, seed: int = 0, shuffle_buffer: int = 10_000,
-                 augment: bool = False, limit: int | None = None,
-                 with_ids: bool = False) -> tf.data.Dataset:
-    """Batches of (normalised images [B, S, S, 3], labels [B]) from gzipped tf.Example files.
-
-    The Transform graph is applied per batch, in parallel, after shuffling raw records; a
-    training dataset repeats forever and drops the last partial batch. `limit` keeps the first
-    records (see ``read_records``); `with_ids` adds the records' ids as a third element.
-    """
+def _parser(tf_transform_output: tft.TFTransformOutput, with_ids: bool = False):
+    """serialized batch -> (normalised images [B, S, S, 3], labels [B][, ids [B]]), through the
+    Transform graph."""
     raw_spec = tf_transform_output.raw_feature_spec()
     keys = (IMAGE_KEY, LABEL_KEY) + ((ID_KEY,) if with_ids else ())
     spec = {key: raw_spec[key] for key in keys}
@@ -139,17 +135,55 @@ def make_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTran
         images, labels = transformed[IMAGE_KEY], transformed[LABEL_KEY]
         return (images, labels, features[ID_KEY]) if with_ids else (images, labels)
 
-    dataset = read_records(file_patterns, limit)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=training)
-    dataset = dataset.map(parse_and_transform, num_parallel_calls=tf.data.AUTOTUNE)
-    if training and augment:
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, s: (augment_batch(batch[0], s), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return parse_and_transform
+
+
+def make_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTransformOutput,
+                 batch_size: int, *, limit: int | None = None,
+                 with_ids: bool = False) -> tf.data.Dataset:
+    """Batches of (normalised images, labels[, ids]) of every record (the first `limit`), in
+    the files' fixed order, the last batch partial: for evaluation and prediction."""
+    return (read_records(file_patterns, limit).batch(batch_size)
+            .map(_parser(tf_transform_output, with_ids), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and augmentation: a function of (seed, epoch) only."""
+    return seed * 1_000_003 + epoch
+
+
+def training_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTransformOutput,
+                     batch_size: int, *, seed: int, steps_per_epoch: int, epochs: range,
+                     shuffle_buffer: int = 10_000, augment: bool = False) -> tf.data.Dataset:
+    """`steps_per_epoch` full batches of (images, labels) for each epoch in `epochs`.
+
+    Epoch e reads the records shuffled with ``epoch_seed(seed, e)`` (repeating if the epoch is
+    longer than the split) and augments its batch i with the stateless seed (epoch seed, i):
+    what epoch e sees depends on (files, seed, e) only, so a run resumed at epoch k is fed
+    exactly what an uninterrupted run is fed from epoch k on. (One dataset per epoch,
+    concatenated: ``Dataset.shuffle`` takes no per-element seed.)
+    """
+    records = read_records(file_patterns)
+
+    def epoch_batches(epoch: int) -> tf.data.Dataset:
+        this_seed = epoch_seed(seed, epoch)
+        batches = (records.shuffle(shuffle_buffer, seed=this_seed).repeat()
+                   .batch(batch_size, drop_remainder=True).take(steps_per_epoch))
+        steps = tf.data.Dataset.range(steps_per_epoch)
+        return tf.data.Dataset.zip((batches, steps.map(
+            lambda i: tf.stack([tf.constant(this_seed, tf.int64), i]))))
+
+    parse = _parser(tf_transform_output)
+
+    def prepare(serialized, augment_seed):
+        images, labels = parse(serialized)
+        return (augment_batch(images, augment_seed) if augment else images), labels
+
+    if not epochs:
+        raise ValueError(f"no epoch to train: {epochs}")
+    dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, epochs))
+    return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +280,29 @@ def describe_devices() -> str:
     return f"CPU: {model} ({os.cpu_count()} cores)"
 
 
+def configure_threads(training: TrainingConfig) -> None:
+    """Fixes TensorFlow's thread pools to ``training.intra_op_threads`` (inter-op 1), if set.
+
+    Pools can only be sized before TensorFlow's runtime starts: call it first thing in the
+    process (``local_runner.run`` does; a Trainer in its own process, as on Kubeflow, does it in
+    ``run_fn``). Too late, with other sizes already in place, it raises RuntimeError."""
+    threads = training.intra_op_threads
+    if threads is None:
+        return
+    current = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    if current == (threads, 1):
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        raise RuntimeError(
+            f"intra_op_threads = {threads} cannot be applied: TensorFlow already runs with "
+            f"{current[0]} intra-op / {current[1]} inter-op threads in this process. Start "
+            "the run in a new process (ablation run does this for you).") from None
+
+
 def set_precision(mode: str) -> str:
     """Sets the Keras dtype policy: mixed_float16 when `mode` is on, or auto with a GPU visible."""
     use_mixed = mode == "on" or (mode == "auto" and bool(tf.config.list_physical_devices("GPU")))
@@ -307,6 +364,41 @@ class HistoryRecorder(keras.callbacks.Callback):
             seconds=seconds,
             images_per_second=self.images_per_epoch / seconds)
         self.history = dataclasses.replace(self.history, epochs=self.history.epochs + (entry,))
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model, the optimizer (momentum, step count) and the number of finished epochs
+    into `directory` after every finished epoch; ``restore`` returns the epoch to start from.
+
+    Together with ``training_dataset`` (epoch e's data depends on (seed, e) only) a run killed
+    after epoch k and restarted trains exactly as an uninterrupted run. Place it after
+    ``HistoryRecorder``: the history is written first, so it is never behind the checkpoint.
+    """
+
+    def __init__(self, model: keras.Model, directory: str):
+        super().__init__()
+        self.directory = directory
+        self.finished = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                              finished_epochs=self.finished)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=1)
+
+    def restore(self) -> int:
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint)
+        return int(self.finished.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.model.stop_training:  # a diverged epoch is not worth resuming from
+            self.finished.assign(epoch + 1)
+            self.manager.save()
+
+    def delete(self) -> None:
+        """Removes the checkpoints once the run is finished (the history.json there stays)."""
+        for path in tf.io.gfile.glob(os.path.join(self.directory, "ckpt-*")) + [
+                os.path.join(self.directory, "checkpoint")]:
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.remove(path)
 
 
 def write_history(history: RunHistory, directories: list[str]) -> None:
@@ -374,6 +466,26 @@ def _num_classes(schema_path: str) -> int:
     return int(tfdv.get_feature(schema, LABEL_KEY).int_domain.max) + 1
 
 
+def default_checkpoint_root(model_run_dir: str) -> str:
+    """``<run folder>/checkpoints/<task folder>``, from the Trainer's ModelRun URI: the same for
+    every attempt of one Trainer in one pipeline run, wherever the run's root is.
+
+    - LocalDagRunner: ``ROOT/Trainer.x/model_run/<execution id>`` -> ``ROOT/checkpoints/Trainer.x``
+    - KFP backend: ``ROOT/<pipeline>/<run id>/Trainer-x[/<attempt uuid>]/model_run`` ->
+      ``ROOT/<pipeline>/<run id>/checkpoints/Trainer-x`` (a retried run keeps its run id)
+    - kfp.local: ``ROOT/<pipeline>-<start time>/<task>/model_run``
+    - Vertex AI: ``ROOT/<project number>/<job id>/Trainer-x_<task id>/model_run``
+    """
+    path = model_run_dir.rstrip("/")
+    if os.path.basename(path).isdigit():  # a local orchestrator's execution id
+        path = os.path.dirname(path)
+    path = os.path.dirname(path)  # the output key, model_run
+    name = os.path.basename(path)
+    if len(name) == 36 and name.count("-") == 4 and set(name) <= set("0123456789abcdef-"):
+        path = os.path.dirname(path)  # the KFP driver's per-attempt salt
+    return os.path.join(os.path.dirname(path), "checkpoints", os.path.basename(path))
+
+
 def _run_key(settings: TrainerSettings, fn_args) -> str:
     """Identifies one training run: same inputs and settings resume the same checkpoints."""
     identity = json.dumps([dataclasses.asdict(settings), list(fn_args.train_files),
@@ -408,6 +520,7 @@ def run_fn(fn_args) -> None:
     and the first ``train_eval_examples`` train records."""
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
     train = settings.training
+    configure_threads(train)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings.seed)
@@ -422,27 +535,33 @@ def run_fn(fn_args) -> None:
     def dataset(files, **options):
         return make_dataset(files, tf_transform_output, train.batch_size, **options)
 
-    train_subset = dataset(fn_args.train_files, training=False, limit=train.train_eval_examples)
-    backup_dir = (os.path.join(settings.checkpoint_root, _run_key(settings, fn_args))
-                  if settings.checkpoint_root else None)
+    train_subset = dataset(fn_args.train_files, limit=train.train_eval_examples)
+    backup_dir = os.path.join(settings.checkpoint_root
+                              or default_checkpoint_root(fn_args.model_run_dir),
+                              _run_key(settings, fn_args))
+    checkpoint = EpochCheckpoint(model, backup_dir) if backup_dir else None
+    first_epoch = checkpoint.restore() if checkpoint else 0
     if backup_dir and (previous := read_history(backup_dir)):
-        history = dataclasses.replace(history, epochs=previous.epochs)
+        history = dataclasses.replace(history, epochs=previous.epochs[:first_epoch])
     recorder = HistoryRecorder(
         history, steps * train.batch_size, [fn_args.model_run_dir] + ([backup_dir] if backup_dir else []),
         lambda: model.evaluate(train_subset, verbose=0, return_dict=True), train.train_eval_every)
-    callbacks = [recorder, keras.callbacks.TensorBoard(
+    callbacks = [recorder] + ([checkpoint] if checkpoint else []) + [keras.callbacks.TensorBoard(
         os.path.join(fn_args.model_run_dir, "logs"), profile_batch=0)]
-    if backup_dir:
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=True))
     print(f"Training {settings.model} (seed {settings.seed}, {policy}, xla={train.xla}): "
           f"{train.epochs} epochs x {steps} steps of {train.batch_size} images; validation on "
-          f"{history.val_split}", flush=True)
-    model.fit(dataset(fn_args.train_files, training=True, seed=settings.seed,
-                      shuffle_buffer=train.shuffle_buffer, augment=train.augment),
-              epochs=train.epochs, steps_per_epoch=steps,
-              validation_data=dataset(fn_args.eval_files, training=False),
-              validation_steps=train.eval_steps, callbacks=callbacks, verbose=2)
+          f"{history.val_split}" + (f"; resuming at epoch {first_epoch + 1}" if first_epoch else ""),
+          flush=True)
+    model.fit(training_dataset(fn_args.train_files, tf_transform_output, train.batch_size,
+                               seed=settings.seed, steps_per_epoch=steps,
+                               epochs=range(first_epoch, train.epochs),
+                               shuffle_buffer=train.shuffle_buffer, augment=train.augment),
+              initial_epoch=first_epoch, epochs=train.epochs, steps_per_epoch=steps,
+              validation_data=dataset(fn_args.eval_files), validation_steps=train.eval_steps,
+              callbacks=callbacks, verbose=2)
     _finish(recorder.history, model, fn_args, tf_transform_output, dataset)
+    if checkpoint:
+        checkpoint.delete()
 
 
 def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps: int,
@@ -477,9 +596,8 @@ def _finish(history: RunHistory, model: keras.Model, fn_args, tf_transform_outpu
                   if _split_name(fn_args.eval_files) == VALIDATION_SPLIT else fn_args.eval_files)
     limit = history.training["train_eval_examples"]
     predictions = Predictions(
-        eval=predict_split(model, dataset(eval_files, training=False, with_ids=True)),
-        train=predict_split(model, dataset(fn_args.train_files, training=False, limit=limit,
-                                           with_ids=True)))
+        eval=predict_split(model, dataset(eval_files, with_ids=True)),
+        train=predict_split(model, dataset(fn_args.train_files, limit=limit, with_ids=True)))
     _write_text(os.path.join(fn_args.model_run_dir, PREDICTIONS_FILE), predictions.to_json())
     write_history(dataclasses.replace(history, status="ok"), directories)
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)

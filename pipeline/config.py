@@ -51,6 +51,9 @@ class TrainingConfig:
     mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is visible
     xla: bool = False
     deterministic: bool = False  # bitwise-reproducible CPU runs (slower)
+    # TensorFlow's intra-op threads (inter-op: 1); None: its default, one per usable core. Set
+    # it, with deterministic = true, for identical results on machines with other core counts.
+    intra_op_threads: int | None = None
 
     @property
     def learning_rate(self) -> float:
@@ -182,7 +185,7 @@ def validate(config: PipelineConfig) -> PipelineConfig:
              f"train_eval_examples must be a positive integer, got {train.train_eval_examples}")
     _require(train.train_eval_every >= 0,
              f"train_eval_every must be 0 (last epoch only) or a positive integer, got {train.train_eval_every}")
-    for key in ("steps_per_epoch", "eval_steps"):
+    for key in ("steps_per_epoch", "eval_steps", "intra_op_threads"):
         value = getattr(train, key)
         _require(value is None or value >= 1, f"{key} must be a positive integer, got {value}")
     _require(config.train_limit is None or config.train_limit >= 1,

@@ -88,10 +88,12 @@ def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     """Validates `config`, runs the pipeline locally, prints and returns what each component did."""
     from tfx import v1 as tfx
 
+    from components.trainer import configure_threads
     from pipeline import artifacts
     from pipeline.pipeline import create_pipeline
 
     config_lib.validate(config)
+    configure_threads(config.training)  # before any component starts TensorFlow's runtime
     stored = store_effective_config(config)
     print(f"Pipeline {config.pipeline_name} (profile {config.profile}), root {config.pipeline_root}"
           + (f", config {stored}" if stored else ""), flush=True)
@@ -122,17 +124,18 @@ def _last_run_id(config: config_lib.PipelineConfig) -> int | None:
 
 
 def print_report(config: config_lib.PipelineConfig) -> None:
-    """Prints the newest AblationReport's table, then its verdicts and data warnings, and where
-    the report is: what a user must see last."""
+    """Re-renders the report into <root>/report with every component's wall time (which the
+    pipeline's own AblationReport artifact cannot know), then prints its table, verdicts and
+    data warnings, and where both copies are: what a user must see last."""
     from components import report_files
     from pipeline import artifacts
 
     store = artifacts.open_store(config.pipeline_root)
-    report = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
-    if not report:
+    published = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    if not published:
         return
-    directory = pathlib.Path(report[0].uri)
-    content = json.loads((directory / report_files.REPORT_FILES["json"]).read_text())
+    paths = artifacts.render_report(config.pipeline_root, pipeline_name=config.pipeline_name)
+    content = json.loads(paths["json"].read_text())
     print("\n" + report_files.markdown_table(report_files.display_rows(content["rows"]),
                                             report_files.DISPLAY_COLUMNS))
     print("\nVerdicts:")
@@ -142,7 +145,9 @@ def print_report(config: config_lib.PipelineConfig) -> None:
         print("\nData warnings:")
         for warning in content["warnings"]:
             print(f"- {warning}")
-    print(f"\nReport: {directory / report_files.REPORT_FILES['html']}")
+    html = report_files.REPORT_FILES["html"]
+    print(f"\nReport: {paths['html']}\n(the pipeline's artifact, with lineage: "
+          f"{pathlib.Path(published[0].uri, html)})")
 
 
 def config_from_environment() -> config_lib.PipelineConfig:

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import trainer
@@ -126,32 +127,88 @@ trainer.run_fn(FnArgs(**json.loads(sys.argv[1])))
 """
 
 
-def test_killed_run_resumes_from_last_checkpointed_epoch(ingested, tmp_path):
-    training = dataclasses.replace(TINY, epochs=3, steps_per_epoch=12, augment=False)
+def _child(args: FnArgs, *prefix: str) -> subprocess.Popen:
+    """run_fn(args) in a fresh Python process (optionally under a command `prefix`)."""
+    fields = {f: getattr(args, f) for f in ("train_files", "eval_files", "transform_graph_path",
+                                            "schema_path", "serving_model_dir", "model_run_dir",
+                                            "custom_config")}
+    return subprocess.Popen([*prefix, sys.executable, "-c", _CHILD, json.dumps(fields)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _outcome(args: FnArgs) -> tuple[dict, list]:
+    """The exported model's weights and the history without timings."""
+    loaded = tf.saved_model.load(args.serving_model_dir)
+    history = json.loads((pathlib.Path(args.model_run_dir) / "history.json").read_text())
+    return ({v.name: v.numpy() for v in loaded.variables},
+            [{k: v for k, v in e.items() if k not in ("seconds", "images_per_second")}
+             for e in history["epochs"]])
+
+
+def _assert_same(a: tuple[dict, list], b: tuple[dict, list]) -> None:
+    assert a[0].keys() == b[0].keys()
+    for name in a[0]:
+        np.testing.assert_array_equal(a[0][name], b[0][name], err_msg=name)
+    assert a[1] == b[1]
+
+
+# Deterministic, augmented, the epoch longer than the 96-image split: every source of order.
+RESUMABLE = dataclasses.replace(TINY, epochs=3, steps_per_epoch=8, deterministic=True)
+
+
+def test_killed_run_resumes_exactly_as_an_uninterrupted_run(ingested, tmp_path):
+    straight = fn_args(ingested, tmp_path / "straight", "cifar_resnet20", RESUMABLE, seed=3)
+    trainer.run_fn(straight)
+
     checkpoints = tmp_path / "checkpoints"
-    first = fn_args(ingested, tmp_path / "first", "cifar_resnet20", training,
+    first = fn_args(ingested, tmp_path / "first", "cifar_resnet20", RESUMABLE, seed=3,
                     checkpoint_root=str(checkpoints))
-    fields = {f: getattr(first, f) for f in ("train_files", "eval_files", "transform_graph_path",
-                                             "schema_path", "serving_model_dir", "model_run_dir",
-                                             "custom_config")}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(fields)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history_file = tmp_path / "first" / "run" / "history.json"
+    child = _child(first)
     deadline = time.time() + 300
     while time.time() < deadline and child.poll() is None:
-        if history_file.exists() and json.loads(history_file.read_text())["epochs"]:
+        if list(checkpoints.rglob("ckpt-*.index")):  # epoch 1 is checkpointed
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert child.poll() is None, "the run ended before it could be interrupted"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    killed = json.loads(history_file.read_text())["epochs"]
+    killed = json.loads((tmp_path / "first" / "run" / "history.json").read_text())["epochs"]
     assert [e["epoch"] for e in killed] == [1]
 
-    second = fn_args(ingested, tmp_path / "second", "cifar_resnet20", training,
+    second = fn_args(ingested, tmp_path / "second", "cifar_resnet20", RESUMABLE, seed=3,
                      checkpoint_root=str(checkpoints))
     trainer.run_fn(second)
     resumed = json.loads((tmp_path / "second" / "run" / "history.json").read_text())["epochs"]
     assert [e["epoch"] for e in resumed] == [1, 2, 3]
     assert resumed[0] == killed[0]  # epoch 1 was restored, not trained again
-    assert tf.saved_model.load(second.serving_model_dir).signatures["serving_default"]
+    _assert_same(_outcome(second), _outcome(straight))
+    assert not list(checkpoints.rglob("ckpt-*"))  # removed once the run finished
+
+
+def test_one_core_and_all_cores_train_identically(ingested, tmp_path):
+    """The data order and augmentation are fixed, and deterministic = true with a fixed thread
+    count fixes every op: a run pinned to one core gives the same model and metrics as one on
+    every core. (Without intra_op_threads, TensorFlow sizes its pools from the cores it may use,
+    and the weights differ by about 1e-2 after 16 steps here.)"""
+    training = dataclasses.replace(RESUMABLE, epochs=2, intra_op_threads=2)
+    runs = [fn_args(ingested, tmp_path / name, "cifar_resnet20", training, seed=5)
+            for name in ("one", "all")]
+    for args, prefix in zip(runs, (("taskset", "-c", "0"), ())):
+        assert _child(args, *prefix).wait(timeout=600) == 0
+    _assert_same(_outcome(runs[0]), _outcome(runs[1]))
+
+
+def test_epoch_data_depends_on_seed_and_epoch_only(ingested):
+    transform = tft.TFTransformOutput(ingested.transform_graph)
+
+    def batches(epochs, seed=1):
+        dataset = trainer.training_dataset(ingested.split_files("train"), transform, 16, seed=seed,
+                                           steps_per_epoch=4, epochs=epochs, augment=True)
+        return [images.numpy() for images, _ in dataset]
+
+    all_epochs, from_epoch_2 = batches(range(0, 3)), batches(range(2, 3))
+    assert len(all_epochs) == 12 and len(from_epoch_2) == 4
+    for a, b in zip(all_epochs[8:], from_epoch_2):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(all_epochs[0], all_epochs[4])  # epochs differ from each other
+    assert not np.array_equal(batches(range(0, 1), seed=2)[0], all_epochs[0])
