@@ -83,7 +83,9 @@ def _config_from(args: argparse.Namespace, base):
         base, data=data, image_size=args.image_size, train_limit=args.train_limit,
         pipeline_root=root, beam_args=tuple(shlex.split(args.beam_args)) if args.beam_args else None,
         models=tuple(args.models.split(",")) if getattr(args, "models", None) else None,
-        seeds=getattr(args, "seeds", None), epochs=getattr(args, "epochs", None))
+        seeds=getattr(args, "seeds", None), epochs=getattr(args, "epochs", None),
+        shortcut=getattr(args, "shortcut", None),
+        validation_fraction=getattr(args, "validation_fraction", None))
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -209,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", help="comma-separated model names")
     run.add_argument("--epochs", type=positive)
     run.add_argument("--seeds", type=positive, help="train every variant with seeds 0..K-1")
+    run.add_argument("--shortcut", choices=["A", "B", "C"],
+                     help="the paper's shortcut option for residual nets (default: per family, "
+                          "A for CIFAR-style, B for ImageNet-style)")
+    run.add_argument("--validation-fraction", type=float, metavar="F",
+                     help="hold F of train out as a validation split for per-epoch validation")
     run.set_defaults(func=_run)
 
     report = commands.add_parser(

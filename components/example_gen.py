@@ -21,8 +21,9 @@ checks). Every output tf.Example has:
 Files that are not usable images are skipped and counted per split and reason. Besides the
 splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "source"}) and
 ``skipped.json`` ({"train": {reason: n}, "eval": {...}, "examples": {"train": n, "eval": m},
-"first_skipped": [path or tfds id, ...], "eval_split_name": "test"}, plus "validation" keys in
-both maps when that split is written), and the artifact carries the custom properties
+"first_skipped": [path or tfds id, ...], "eval_split_name": "test", "duplicates_of_train":
+{"eval": n}: how many images of each other split are byte-identical to a train image}, plus
+"validation" keys in the maps when that split is written), and the artifact carries the custom properties
 ``skipped_json``, ``examples_train``, ``examples_eval`` (and ``examples_validation``),
 ``num_classes`` and ``eval_split_name`` (``data_source.eval_split_name``: ``test``,
 ``validation``, ``eval`` or ``held_out``).
@@ -242,6 +243,10 @@ def _skip_report(summaries: dict[str, dict], eval_split_name: str) -> dict[str, 
     first = sorted(entry for summary in summaries.values() for entry in summary["first_skipped"])
     report["first_skipped"] = [where for where, _ in first[:image_records.FIRST_SKIPPED]]
     report["eval_split_name"] = eval_split_name
+    train = set(summaries.get(ds.TRAIN, {}).get("digests", ()))
+    report["duplicates_of_train"] = {
+        split: len(train.intersection(summary.get("digests", ())))
+        for split, summary in summaries.items() if split != ds.TRAIN}
     for where, reason in first[:image_records.FIRST_SKIPPED]:
         logging.warning("ImageExampleGen skipped %s: %s", where, reason)
     return report

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import struct
 from typing import Any, Iterator, Sequence
@@ -181,29 +182,39 @@ def serialize_example(image: bytes, label: int, label_name: str, record_id: str)
 @dataclasses.dataclass(frozen=True)
 class Outcomes:
     """How many records were kept and skipped (per reason), with the ``FIRST_SKIPPED``
-    skipped ones of smallest `where` as sorted (where, reason) pairs."""
+    skipped ones of smallest `where` as sorted (where, reason) pairs, and the content digests
+    (``digest``) of the kept images."""
 
     counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     first_skipped: tuple[tuple[str, str], ...] = ()
+    digests: frozenset[str] = frozenset()
 
     def merge(self, *others: "Outcomes") -> "Outcomes":
         counts = sum((other.counts for other in others), collections.Counter(self.counts))
         skipped = sorted(self.first_skipped + sum((o.first_skipped for o in others), ()))
-        return Outcomes(counts, tuple(skipped[:FIRST_SKIPPED]))
+        digests = self.digests.union(*(other.digests for other in others))
+        return Outcomes(counts, tuple(skipped[:FIRST_SKIPPED]), frozenset(digests))
 
     def summary(self) -> dict[str, Any]:
         """{"kept": n, "skipped": {reason: n for every reason}, "first_skipped": [[where,
-        reason], ...]}."""
+        reason], ...], "digests": [sorted content digests of the kept images]}."""
         return {"kept": self.counts[KEPT],
                 "skipped": {reason: self.counts[reason] for reason in ds.SKIP_REASONS},
-                "first_skipped": [list(entry) for entry in self.first_skipped]}
+                "first_skipped": [list(entry) for entry in self.first_skipped],
+                "digests": sorted(self.digests)}
+
+
+def digest(data: bytes) -> str:
+    """A 64-bit content digest of an image's bytes (BLAKE2b), to find byte-identical images
+    across splits; collisions are negligible below billions of images."""
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[str, ...]):
     """Checks the unit's candidates; yields the serialized tf.Examples of those kept as one
     list (unless none was kept), and the unit's ``Outcomes`` on the ``OUTCOME`` output. Raises
     ValueError for a label outside `labels`."""
-    counts, skipped, examples = collections.Counter(), [], []
+    counts, skipped, examples, digests = collections.Counter(), [], [], set()
     for candidate in unit.candidates():
         if not 0 <= candidate.label < len(labels):
             raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside "
@@ -217,12 +228,13 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
         if reason is None:
             examples.append(serialize_example(data, candidate.label, labels[candidate.label],
                                               candidate.id))
+            digests.add(digest(data))
         else:
             skipped.append((candidate.where, reason))
     if examples:
         yield examples
     first_skipped = tuple(sorted(skipped)[:FIRST_SKIPPED])
-    yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, first_skipped))
+    yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, first_skipped, frozenset(digests)))
 
 
 # --- TFRecord files --------------------------------------------------------------------------
@@ -253,19 +265,21 @@ class TFRecordBatchSink(FileBasedSink):
 
 
 class MergeOutcomes(beam.CombineFn):
-    """Outcomes of units -> the split's ``Outcomes.summary()``."""
+    """Outcomes of units -> the split's ``Outcomes.summary()``. Accumulates in place (a list
+    of unit outcomes merged once), so the digest sets are not copied per unit."""
 
-    def create_accumulator(self) -> Outcomes:
-        return Outcomes()
+    def create_accumulator(self) -> list[Outcomes]:
+        return []
 
-    def add_input(self, accumulator: Outcomes, outcomes: Outcomes) -> Outcomes:
-        return accumulator.merge(outcomes)
+    def add_input(self, accumulator: list[Outcomes], outcomes: Outcomes) -> list[Outcomes]:
+        accumulator.append(outcomes)
+        return accumulator
 
-    def merge_accumulators(self, accumulators) -> Outcomes:
-        return Outcomes().merge(*accumulators)
+    def merge_accumulators(self, accumulators) -> list[Outcomes]:
+        return [Outcomes().merge(*(o for accumulator in accumulators for o in accumulator))]
 
-    def extract_output(self, accumulator: Outcomes) -> dict[str, Any]:
-        return accumulator.summary()
+    def extract_output(self, accumulator: list[Outcomes]) -> dict[str, Any]:
+        return Outcomes().merge(*accumulator).summary()
 
 
 def write_json(value: Any, path: str) -> None:

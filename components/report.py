@@ -159,6 +159,7 @@ def data_summary(examples: Artifact | None, statistics: Artifact | None,
     splits = list(counts.get("examples", {}))
     return {"examples": counts.get("examples", {}), "labels": labels,
             "eval_split": counts.get("eval_split_name", "eval"),
+            "duplicates_of_train": counts.get("duplicates_of_train", {}),
             "skipped": {s: skipped for s in splits
                         if (skipped := {r: n for r, n in counts.get(s, {}).items() if n})},
             "classes": {s: _class_counts(statistics, s) for s in splits} if statistics else {},
@@ -198,11 +199,15 @@ def _anomalies(anomalies: Artifact, splits: Sequence[str]) -> list[str]:
 
 
 def data_warnings(data: Mapping[str, Any]) -> list[str]:
-    """Data problems a user must see: skipped files, a class with no train image, an eval class
-    unseen in train, and every ExampleValidator anomaly."""
+    """Data problems a user must see: skipped files, images of eval (or validation) that are
+    byte-identical to train images, a class with no train image, an eval class unseen in train,
+    and every ExampleValidator anomaly."""
     warnings = [f"{split}: {count:,} file(s) skipped as {reason}"
                 for split, reasons in data.get("skipped", {}).items()
                 for reason, count in reasons.items() if count]
+    warnings += [f"{split}: {count:,} image(s) byte-identical to train images (found by content "
+                 "hash): the model was scored on images it trained on"
+                 for split, count in data.get("duplicates_of_train", {}).items() if count]
     train = data.get("classes", {}).get("train")
     if train is not None:
         empty = [name for name in data.get("labels", []) if not train.get(name)]

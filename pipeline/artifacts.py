@@ -115,9 +115,11 @@ def _tfx_outputs(store, pipeline_name: str, component_id: str, key: str) -> list
     return [artifact_utils.deserialize_artifact(types[a.type_id], a) for a in found]
 
 
-def render_report(pipeline_root: str, output_dir: str | None = None) -> dict:
+def render_report(pipeline_root: str, output_dir: str | None = None,
+                  pipeline_name: str | None = None) -> dict:
     """Re-renders the ablation report from ``pipeline_root``'s ML Metadata into `output_dir`
-    (default ``pipeline_root/report``); returns the written paths.
+    (default ``pipeline_root/report``); returns the written paths. `pipeline_name` defaults to
+    the pipeline of the newest run in the store.
 
     Uses the LIVE ModelRun and ModelEvaluation artifacts (newest per (model_name, seed)), the
     newest data artifacts of the newest pipeline run, the configuration and code version the
@@ -130,7 +132,7 @@ def render_report(pipeline_root: str, output_dir: str | None = None) -> dict:
     from components import report
 
     store = open_store(pipeline_root)
-    name = _pipeline_name(store)
+    name = pipeline_name or _pipeline_name(store)
     results = report.run_results(live_artifacts(store, "ModelRun"),
                                  live_artifacts(store, "ModelEvaluation"))
     data_artifacts = [

@@ -3,13 +3,14 @@ under tests/fixtures (regenerate them with tests/fixtures/make_fixtures.py). No 
 
 from __future__ import annotations
 
-import hashlib
 import collections
+import hashlib
 import json
 import logging
 import os
 import pathlib
 import re
+import shutil
 
 import pytest
 import tensorflow as tf
@@ -187,7 +188,8 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
                                                   "source": data}
     assert read_json(examples, "skipped.json") == {
         "train": NO_SKIPS, "eval": NO_SKIPS, "examples": {"train": 6, "eval": 4},
-        "first_skipped": [], "eval_split_name": "validation"}  # eval is the validation/ folder
+        "first_skipped": [], "eval_split_name": "validation",  # eval is the validation/ folder
+        "duplicates_of_train": {"eval": 0}}
     assert examples.get_int_custom_property("examples_train") == 6
     assert examples.get_int_custom_property("examples_eval") == 4
     assert examples.get_int_custom_property("num_classes") == 2
@@ -199,6 +201,18 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
     assert all(re.fullmatch(r"data_tfrecord-\d{5}-of-\d{5}\.gz", name)
                for split in ("Split-train", "Split-eval")
                for name in os.listdir(pathlib.Path(examples.uri, split)))
+
+
+def test_eval_images_identical_to_train_images_are_counted(tmp_path):
+    """A test image that is a byte copy of a train image (under another name) is found by its
+    content digest; re-encoded or different images are not."""
+    source = sorted((SMOKE / "train" / "cat").glob("*.png"))[:3]
+    for split, names in (("train", source[:2]), ("test", source[1:])):
+        (tmp_path / "data" / split / "cat").mkdir(parents=True)
+        for i, path in enumerate(names):
+            shutil.copy(path, tmp_path / "data" / split / "cat" / f"{split}{i}.png")
+    examples = run_executor(tmp_path, f"imagefolder:{tmp_path / 'data'}")
+    assert read_json(examples, "skipped.json")["duplicates_of_train"] == {"eval": 1}
 
 
 def test_written_order_mixes_classes(tmp_path):
@@ -301,7 +315,7 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
         "eval": {**NO_SKIPS, "empty": 1},
         "examples": {"train": 8, "eval": 1},
         "first_skipped": sorted(str(BROKEN / i) for i in skipped),
-        "eval_split_name": "validation"}
+        "eval_split_name": "validation", "duplicates_of_train": {"eval": 0}}
     train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
     assert ids(train) + ids(evaluation) == kept
     assert {i.split("/")[-1] for i in ids(train)} >= {

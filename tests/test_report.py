@@ -347,6 +347,22 @@ def test_a_diverged_model_is_reported_not_evaluated(evaluations, tmp_path):
     assert "diverged (epoch 2)" in (tmp_path / "report" / "report.html").read_text()
 
 
+def test_data_warnings_name_every_problem():
+    data = {"labels": ["cat", "dog", "fox"],
+            "classes": {"train": {"cat": 5, "dog": 4}, "eval": {"cat": 2, "dog": 2, "owl": 1}},
+            "skipped": {"train": {"truncated": 2}},
+            "duplicates_of_train": {"eval": 3, "validation": 0},
+            "anomalies": ["eval: label_name: Unexpected string values"]}
+    assert report.data_warnings(data) == [
+        "train: 2 file(s) skipped as truncated",
+        "eval: 3 image(s) byte-identical to train images (found by content hash): the model "
+        "was scored on images it trained on",
+        "class(es) with no valid train image: fox",
+        "eval has class(es) never seen in train: owl",
+        "anomaly: eval: label_name: Unexpected string values"]
+    assert report.data_warnings({}) == []
+
+
 # --------------------------------------------------------------------------- in a pipeline
 
 
