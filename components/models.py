@@ -5,7 +5,9 @@ with ``residual=False``: the same layers, minus the shortcut branch and its addi
 
 Conventions (torchvision's ResNet v1.5):
 - every convolution is followed by BatchNorm (epsilon 1e-5, momentum 0.9) and has no bias;
-  He-normal initialisation; ReLU after BatchNorm, and after the addition in residual blocks;
+  He-normal initialisation as torchvision's kaiming_normal_(mode="fan_out",
+  nonlinearity="relu") (``he_normal_fan_out``); ReLU after BatchNorm, and after the addition in
+  residual blocks;
 - a bottleneck block strides on its 3x3 convolution ("v1.5"), not on its first 1x1 as in the
   paper and Keras' ``applications.ResNet50``; parameter counts are the same either way;
 - a window that strides (convolution or max-pool) zero-pads kernel // 2 on every side, as
@@ -51,6 +53,17 @@ class ZeroPadShortcut(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "stride": self.stride}
 
 
+def he_normal_fan_out() -> keras.initializers.Initializer:
+    """A convolution kernel initializer: N(0, 2 / fan_out), fan_out = kh * kw * filters, not
+    truncated; exactly torchvision's and fb.resnet.torch's (``kaiming_normal_(mode="fan_out",
+    nonlinearity="relu")``: std = sqrt(2) / sqrt(fan_out)). Keras' "he_normal" differs twice:
+    it uses fan_in, and draws from a normal truncated at +-2 sigma (sigma rescaled so the variance
+    is still 2 / fan_in, so no value exceeds 2.27 times the target std). A new instance per
+    layer, so Keras never warns about a reused unseeded initializer."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out",
+                                              distribution="untruncated_normal")
+
+
 def _pad_for(x, kernel: int, stride: int, name: str):
     """`x` and the padding mode that centre a `kernel` window at `stride` on pixel stride*i.
 
@@ -66,7 +79,7 @@ def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = 
     """Convolution `name`_conv (no bias), BatchNorm `name`_bn, and ReLU `name`_relu if `relu`."""
     x, padding = _pad_for(x, kernel, stride, name)
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
-                            kernel_initializer="he_normal", name=f"{name}_conv")(x)
+                            kernel_initializer=he_normal_fan_out(), name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 

@@ -5,9 +5,20 @@ fly, by the Trainer's input pipeline and inside the exported serving signature; 
 float images are never materialised (``materialize=False``).
 
 Contract: ``image`` (PNG/JPEG/GIF/BMP bytes, any channel count) becomes float32
-``[image_size, image_size, 3]``, scaled to [0, 1], then normalised per channel with the mean
-and standard deviation that TFT analyzers compute over the whole train split; ``label`` passes
-through as int64. ``image_size`` comes from the Transform component's ``custom_config``.
+``[image_size, image_size, 3]``, scaled to [0, 1], then normalised with statistics that TFT
+analyzers compute over the whole train split (the pipeline analyzes ``train`` only), as
+``normalization`` says:
+
+- ``"per_channel"`` (the default): minus the per-channel mean, divided by the per-channel
+  standard deviation;
+- ``"per_pixel_mean"``: minus the per-pixel mean, an ``[image_size, image_size, 3]`` image of
+  the train split's mean at every position and channel, and not divided by anything: the
+  paper's CIFAR input (section 4.2, "with the per-pixel mean subtracted"). The scale is
+  irrelevant to the network: its first convolution is followed by BatchNorm.
+
+Either way every input is centred at 0 (per channel, or at every pixel), so the Trainer's
+zero-padding for random crops pads with the train mean. ``label`` passes through as int64.
+``image_size`` and ``normalization`` come from the Transform component's ``custom_config``.
 """
 
 from __future__ import annotations
@@ -16,7 +27,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.data_source import IMAGE_KEY, LABEL_KEY  # raw and transformed feature names
+from pipeline.config import NORMALIZATIONS
+
 DEFAULT_IMAGE_SIZE = 224
+DEFAULT_NORMALIZATION = "per_channel"
 
 
 def decode_images(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -40,12 +54,29 @@ def channel_moments(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return mean, std
 
 
+def pixel_mean(images: tf.Tensor) -> tf.Tensor:
+    """Full-pass mean of [N, H, W, 3] images at every position and channel: [H, W, 3] (TFT)."""
+    return tft.mean(images, reduce_instance_dims=False)
+
+
+def normalize(images: tf.Tensor, normalization: str) -> tf.Tensor:
+    """`images` [N, S, S, 3] in [0, 1] normalised with train-split statistics (TFT analyzers)."""
+    if normalization == "per_channel":
+        mean, std = channel_moments(images)
+        return (images - mean) / std
+    if normalization == "per_pixel_mean":
+        return images - pixel_mean(images)
+    raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                     f"got {normalization!r}")
+
+
 def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config=None) -> dict[str, tf.Tensor]:
     """TFX Transform entry point; see the module docstring for the contract."""
-    image_size = int((custom_config or {}).get("image_size", DEFAULT_IMAGE_SIZE))
+    custom_config = custom_config or {}
+    image_size = int(custom_config.get("image_size", DEFAULT_IMAGE_SIZE))
+    normalization = custom_config.get("normalization", DEFAULT_NORMALIZATION)
     images = decode_images(tf.reshape(inputs[IMAGE_KEY], [-1]), image_size)
-    mean, std = channel_moments(images)
-    outputs = {IMAGE_KEY: (images - mean) / std}
+    outputs = {IMAGE_KEY: normalize(images, normalization)}
     if LABEL_KEY in inputs:
         outputs[LABEL_KEY] = tf.reshape(inputs[LABEL_KEY], [-1])
     return outputs

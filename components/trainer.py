@@ -228,13 +228,21 @@ def learning_rate_schedule(training: TrainingConfig, steps_per_epoch: int) -> Wa
         boundaries=tuple(e * steps_per_epoch for e in training.step_decay_epochs))
 
 
-def add_weight_decay(model: keras.Model, weight_decay: float) -> None:
-    """Adds weight_decay * ||w||^2 / 2 over conv and dense kernels to the loss (SGD-coupled decay
-    as in the paper's Caffe/Torch setup, so momentum sees it)."""
-    kernels = [w for w in model.trainable_weights if "kernel" in w.name]
+def add_weight_decay(model: keras.Model, weight_decay: float, scope: str = "all") -> None:
+    """Adds weight_decay * ||w||^2 / 2 to the loss (SGD-coupled decay as in the paper's
+    Caffe/Torch setups, so momentum sees it) over the trainable weights `scope` names: "all"
+    (convolution and dense kernels, the dense bias, BatchNorm gamma and beta: what
+    fb.resnet.torch's optim.sgd, Caffe's default decay_mult 1 and torchvision's reference
+    script decay) or "kernels" (convolution and dense kernels only). BatchNorm's moving
+    statistics are not trainable and never decayed."""
+    by_scope = {"all": model.trainable_weights,
+                "kernels": [w for w in model.trainable_weights if "kernel" in w.name]}
+    if scope not in by_scope:
+        raise ValueError(f"weight decay scope must be one of {', '.join(by_scope)}, got {scope!r}")
+    weights = by_scope[scope]
     if weight_decay > 0:
         model.add_loss(lambda: weight_decay * tf.add_n(
-            [tf.nn.l2_loss(tf.cast(k, tf.float32)) for k in kernels]))
+            [tf.nn.l2_loss(tf.cast(w, tf.float32)) for w in weights]))
 
 
 def compiled_model(name: str, num_classes: int, image_size: int, training: TrainingConfig,
@@ -244,7 +252,7 @@ def compiled_model(name: str, num_classes: int, image_size: int, training: Train
     with distribution_strategy().scope():
         model = models.build_model(name, num_classes, (image_size, image_size, 3),
                                    shortcut=shortcut)
-        add_weight_decay(model, training.weight_decay)
+        add_weight_decay(model, training.weight_decay, training.weight_decay_scope)
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate_schedule(training, steps_per_epoch),
                                            momentum=training.momentum),

@@ -21,6 +21,12 @@ from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# which trainable weights weight decay applies to: every one (BatchNorm gamma/beta and the dense
+# bias included, as fb.resnet.torch and torchvision's reference script do) or conv/dense kernels
+WEIGHT_DECAY_SCOPES = ("all", "kernels")
+# Transform's input normalisation, statistics over the train split: the paper's per-pixel mean
+# subtraction (section 4.2), or per-channel mean and standard deviation
+NORMALIZATIONS = ("per_channel", "per_pixel_mean")
 
 
 class ConfigError(ValueError):
@@ -36,6 +42,7 @@ class TrainingConfig:
     base_learning_rate: float = 0.1  # at batch 256; scaled linearly with batch_size
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    weight_decay_scope: Literal["all", "kernels"] = "all"  # see WEIGHT_DECAY_SCOPES
     warmup_epochs: float = 1.0
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     step_decay_epochs: tuple[int, ...] = ()  # "step": divide the rate by 10 at these epochs
@@ -69,6 +76,7 @@ class PipelineConfig:
     pipeline_name: str = "resnet-ablation"
     data: str = "imagefolder:data/cifar10_smoke"
     image_size: int = 224
+    normalization: str = "per_channel"  # or "per_pixel_mean" (the paper's CIFAR input)
     models: tuple[str, ...] = ("resnet34", "plain34", "resnet50", "plain50")
     seeds: int = 1  # every variant trains once per seed 0 .. seeds-1
     train_limit: int | None = None  # keep only this many train images (deterministic subset)
@@ -196,6 +204,12 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     _require(config.shortcut is None or config.shortcut in SHORTCUT_OPTIONS,
              f"shortcut must be one of {', '.join(SHORTCUT_OPTIONS)} (or unset for the family "
              f"default), got {config.shortcut!r}")
+    _require(config.normalization in NORMALIZATIONS,
+             f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
+             f"got {config.normalization!r}")
+    _require(train.weight_decay_scope in WEIGHT_DECAY_SCOPES,
+             f"weight_decay_scope must be one of {', '.join(WEIGHT_DECAY_SCOPES)}, "
+             f"got {train.weight_decay_scope!r}")
     _require(train.base_learning_rate > 0, f"base_learning_rate must be positive, got {train.base_learning_rate}")
     _require(train.schedule in ("cosine", "step", "constant"),
              f"schedule must be cosine, step or constant, got {train.schedule!r}")

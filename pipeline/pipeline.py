@@ -47,7 +47,7 @@ def data_components(config: PipelineConfig) -> dict[str, object]:
         examples=example_gen.outputs["examples"], schema=curator.outputs["curated_schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
-        custom_config={"image_size": config.image_size})
+        custom_config={"image_size": config.image_size, "normalization": config.normalization})
     return {"example_gen": example_gen, "statistics_gen": statistics_gen,
             "schema_gen": schema_gen, "schema_curator": curator,
             "example_validator": validator, "transform": transform}

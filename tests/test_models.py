@@ -269,3 +269,36 @@ def test_gradient_profile_has_one_finite_positive_entry_per_convolution(name):
     assert [layer for layer, _ in profile] == [c.name for c in models.main_path_convolutions(model)]
     assert len(profile) == model_specs.get_spec(name).depth - 1
     assert all(math.isfinite(norm) and norm > 0 for _, norm in profile)
+
+
+def test_conv_init_is_untruncated_he_normal_fan_out_like_torchvision():
+    """Every convolution kernel ~ N(0, 2 / fan_out), fan_out = kh * kw * filters, untruncated:
+    torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu"), std = sqrt(2 / fan_out).
+    Keras' "he_normal" (fan_in, truncated) fails both checks: the std is off wherever the
+    channel count changes (the stem by 2.3x), and no weight lies beyond 2.27 std."""
+    import math
+
+    keras.utils.set_random_seed(0)
+    model = models.build_model("cifar_resnet20", 10, (32, 32, 3), shortcut="C")  # + 1x1 convs
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 19 + 9
+    standardized = []
+    for conv in convs:
+        initializer = conv.kernel_initializer
+        assert isinstance(initializer, keras.initializers.VarianceScaling)
+        assert (initializer.scale, initializer.mode, initializer.distribution) == (
+            2.0, "fan_out", "untruncated_normal")
+        kernel = conv.kernel.numpy().astype(np.float64)
+        height, width, _, filters = kernel.shape
+        target = math.sqrt(2.0 / (height * width * filters))
+        # the sample std of n normals is within 5 / sqrt(2 n) of sigma, relative, all but surely
+        assert abs(kernel.std() / target - 1) < 5 / math.sqrt(2 * kernel.size), conv.name
+        assert abs(kernel.mean()) < 5 * target / math.sqrt(kernel.size), conv.name
+        standardized.append(kernel.ravel() / kernel.std())
+    z = np.abs(np.concatenate(standardized))
+    assert z.size > 250_000
+    # untruncated: N(0, 1) puts 1.24 % beyond 2.5 and 0.27 % beyond 3; Keras' truncated normal
+    # puts nothing beyond 2 / 0.8796 = 2.27 of its std
+    assert 0.010 < (z > 2.5).mean() < 0.015
+    assert 0.0018 < (z > 3).mean() < 0.0036
+    assert z.max() > 4

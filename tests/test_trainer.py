@@ -212,3 +212,80 @@ def test_epoch_data_depends_on_seed_and_epoch_only(ingested):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(all_epochs[0], all_epochs[4])  # epochs differ from each other
     assert not np.array_equal(batches(range(0, 1), seed=2)[0], all_epochs[0])
+
+
+def _decay_term(model, scope: str | None) -> float:
+    """The weight-decay loss term add_weight_decay adds to `model` (default scope if None)."""
+    if scope is None:
+        trainer.add_weight_decay(model, 1e-4)
+    else:
+        trainer.add_weight_decay(model, 1e-4, scope)
+    [term] = model.losses
+    return float(term)
+
+
+def _l2(weights) -> float:
+    return sum(float((w.numpy().astype(np.float64) ** 2).sum()) / 2 for w in weights)
+
+
+@pytest.mark.parametrize("scope", ["all", "kernels", None])
+def test_weight_decay_scope_all_includes_batchnorm_gamma_beta_and_bias(scope):
+    """"all" (the default, as fb.resnet.torch and torchvision's reference script) decays every
+    trainable weight; "kernels" only convolution and dense kernels."""
+    from components import models
+
+    model = models.build_model("cifar_plain20", 10, (8, 8, 3))
+    rng = np.random.default_rng(0)
+    weights = model.trainable_weights
+    for weight in weights:  # gamma, beta and the bias away from their initial 1 / 0
+        if not weight.name.endswith("kernel:0"):
+            weight.assign(rng.uniform(-1, 1, weight.shape).astype(np.float32))
+    kernels = [w for w in weights if w.name.endswith("kernel:0")]
+    others = [w for w in weights if not w.name.endswith("kernel:0")]
+    assert {w.name.split("/")[-1] for w in others} == {"gamma:0", "beta:0", "bias:0"}
+    assert len(others) == 2 * 19 + 1  # gamma and beta of 19 BatchNorms, the dense bias
+    expected = 1e-4 * (_l2(kernels) if scope == "kernels" else _l2(weights))
+    assert _decay_term(model, scope) == pytest.approx(expected, rel=1e-5)
+    assert _l2(others) > 0.1 * _l2(kernels)  # the two scopes really differ here
+
+
+def test_weight_decay_scope_reaches_the_compiled_model_and_is_validated():
+    from pipeline import config as config_lib
+
+    assert TrainingConfig().weight_decay_scope == "all"
+    for scope in ("all", "kernels"):
+        training = dataclasses.replace(TINY, weight_decay=1e-4, weight_decay_scope=scope)
+        model = trainer.compiled_model("cifar_plain20", 10, 8, training, steps_per_epoch=1)
+        decayed = [w for w in model.trainable_weights
+                   if scope == "all" or w.name.endswith("kernel:0")]
+        [term] = model.losses
+        assert float(term) == pytest.approx(1e-4 * _l2(decayed), rel=1e-5)
+    with pytest.raises(ValueError, match="all, kernels, got 'bn'"):
+        trainer.add_weight_decay(model, 1e-4, "bn")
+    config = config_lib.with_overrides(config_lib.PipelineConfig(), weight_decay_scope="bn")
+    with pytest.raises(config_lib.ConfigError,
+                       match="weight_decay_scope must be one of all, kernels, got 'bn'"):
+        config_lib.validate(config)
+
+
+def test_cifar_paper_profile_sets_the_paper_protocol():
+    """Paper section 4.2: per-pixel mean, weight decay 1e-4 on every parameter, batch 128 at lr
+    0.1, /10 at 32k and 48k iterations, 64k in all; 5 seeds; trained on all 50k train images."""
+    from pipeline import config as config_lib
+
+    config = config_lib.validate(config_lib.load_profile("cifar_paper"))
+    assert (config.data, config.image_size, config.normalization) == (
+        "tfds:cifar10", 32, "per_pixel_mean")
+    assert config.models == ("cifar_resnet20", "cifar_plain20", "cifar_resnet56", "cifar_plain56")
+    assert config.seeds == 5 and config.validation_fraction == 0
+    train = config.training
+    assert (train.weight_decay, train.weight_decay_scope, train.momentum) == (1e-4, "all", 0.9)
+    assert train.batch_size == 128 and train.learning_rate == pytest.approx(0.1)
+    assert (train.schedule, train.warmup_epochs) == ("step", 0)
+    steps = 50_000 // train.batch_size  # full batches per epoch of the 50k train images
+    assert steps == 390
+    epochs = (*train.step_decay_epochs, train.epochs)
+    assert epochs == (82, 123, 164)
+    assert [round(iterations / steps) for iterations in (32_000, 48_000, 64_000)] == list(epochs)
+    # the profile comment's 45k/5k alternative: 351 batches per epoch
+    assert [round(i / (45_000 // 128)) for i in (32_000, 48_000, 64_000)] == [91, 137, 182]
