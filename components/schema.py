@@ -50,4 +50,7 @@ def SchemaCurator(  # noqa: N802  (TFX component factories are named like classe
     """TFX component: writes ``curate(schema, len(labels))`` as the curated schema."""
     inferred = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE))
     result = curate(inferred, len(read_labels(examples.uri)))
+    # The orchestrator hands an output URI, not a folder: LocalDagRunner creates it, Kubeflow's
+    # launchers do not (GCS needs no folders; a local or mounted root does).
+    tf.io.gfile.makedirs(curated_schema.uri)
     tfdv.write_schema_text(result, os.path.join(curated_schema.uri, SCHEMA_FILE))
