@@ -63,9 +63,9 @@ def _trainer(config: PipelineConfig, data: dict[str, object], model: str, seed: 
         # per-epoch validation on the held-out validation split when there is one, else eval
         eval_args=tfx.proto.EvalArgs(
             splits=["validation" if config.validation_fraction > 0 else "eval"]),
-        custom_config=trainer_custom_config(
-            model, seed, config.training,
-            os.path.join(config.pipeline_root, "checkpoints", trainer_id), config.shortcut),
+        # checkpoint_root None: the Trainer derives it from its ModelRun URI at run time, under
+        # whatever root the run has (components.trainer.default_checkpoint_root)
+        custom_config=trainer_custom_config(model, seed, config.training, None, config.shortcut),
     ).with_id(trainer_id)
     trainer.outputs["model_run"].additional_custom_properties = {"model_name": model, "seed": seed}
     return trainer
