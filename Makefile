@@ -33,6 +33,16 @@ test: setup
 run: setup
 	$(BIN)/ablation run --profile smoke
 
+# The Kubeflow pipeline in real containers (kubeflow/README.md): a Docker daemon (started, and
+# Debian's docker.io installed, if none answers; needs root then), the base image from the
+# Debian mirror, the CPU image (reused when its content tag exists), then the smoke study for
+# one epoch under kfp.local's DockerRunner. About 7 min on 2 cores from nothing, 4 with images.
+.PHONY: test-kubeflow
+test-kubeflow: setup
+	kubeflow/ensure_docker.sh
+	kubeflow/make_base_image.sh resnet-ablation-base:bookworm
+	KUBEFLOW_CONTAINER_TESTS=1 $(BIN)/python -m pytest -s tests/test_kubeflow_containers.py $(PYTEST_ARGS)
+
 # Regenerates requirements.lock from pyproject.toml (needs network access to the registry).
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
