@@ -29,7 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from scipy import stats as scipy_stats
 
-from components.contracts import Predictions, RunHistory, SplitPredictions, finite
+from components.contracts import (LayerResponses, Predictions, RunHistory, SplitPredictions,
+                                  finite)
 from components.model_specs import get_spec
 
 CONFIDENCE = 0.95
@@ -65,6 +66,7 @@ class RunResult:
     history: RunHistory
     predictions: Predictions | None = None
     metrics: Mapping[str, float] | None = None  # the Evaluator's overall metrics
+    responses: LayerResponses | None = None  # the paper's Fig. 7 diagnostic (finished runs)
 
     @property
     def key(self) -> tuple[str, int]:

@@ -37,25 +37,24 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _gradients(args: argparse.Namespace) -> int:
-    import numpy as np
+    from components import diagnostics, plots
 
-    from components import models, plots
-    from components.keras_lib import keras
-
-    rng = np.random.default_rng(args.seed)
-    images = rng.standard_normal((args.batch, args.input_size, args.input_size, 3), np.float32)
-    labels = rng.integers(0, args.num_classes, args.batch)
+    batches, num_classes = diagnostics.image_batches(args.data_folder, args.batch, args.batches,
+                                                     args.input_size)
+    seeds = range(args.seeds)
+    rate = args.learning_rate * args.batch / 128  # the paper's 0.1 at batch 128
     profiles = {}
     for name in args.names:
-        keras.utils.set_random_seed(args.seed)
-        model = models.build_model(name, args.num_classes, images.shape[1:])
-        norms = [norm for _, norm in models.conv_gradient_norms(model, images, labels)]
-        profiles[name] = norms
-        print(f"{name}: {len(norms)} convolutions, gradient norm first {norms[0]:.3g}, "
-              f"last {norms[-1]:.3g}, first/last {norms[0] / norms[-1]:.3g}, "
-              f"min {min(norms):.3g}, max {max(norms):.3g}", flush=True)
-    title = (f"Gradient norms at initialisation ({args.input_size}x{args.input_size}, "
-             f"batch {args.batch}, seed {args.seed})")
+        profiles[name] = diagnostics.gradient_profile(
+            name, num_classes, batches, seeds=seeds, steps=args.steps, learning_rate=rate)
+        for stage, ratios in profiles[name].items():
+            print(f"{name} {stage:<7}: {len(ratios)} convolutions, ‖g‖/‖W‖ first {ratios[0]:.3g}, "
+                  f"last {ratios[-1]:.3g}, first/last {ratios[0] / ratios[-1]:.3g}, "
+                  f"min {min(ratios):.3g}, max {max(ratios):.3g}", flush=True)
+    profiles = {name: {"at initialisation": p["init"], f"after {args.steps} SGD steps": p["trained"]}
+                for name, p in profiles.items()}
+    title = (f"Relative gradient norms, {args.input_size}x{args.input_size}, mean over "
+             f"{args.batches} batches of {args.batch} real images and {args.seeds} seeds")
     print(f"wrote {plots.plot_gradient_profiles(profiles, args.output, title)}")
     return 0
 
@@ -180,13 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=_summary)
 
     gradients = commands.add_parser(
-        "gradients", help="plot per-convolution gradient norms at initialisation (PNG)")
+        "gradients", help="plot per-convolution relative gradient norms at initialisation and "
+                          "after some training steps, on real images (PNG)")
     gradients.add_argument("names", nargs="+", type=model_name, metavar="NAME")
     gradients.add_argument("--output", type=pathlib.Path, default=pathlib.Path("gradients.png"))
-    gradients.add_argument("--input-size", type=positive, default=224)
-    gradients.add_argument("--batch", type=positive, default=16)
-    gradients.add_argument("--num-classes", type=positive, default=1000)
-    gradients.add_argument("--seed", type=int, default=0)
+    gradients.add_argument("--data-folder", default="data/cifar10_smoke",
+                           help="image folder whose train images are used (default: the smoke set)")
+    gradients.add_argument("--input-size", type=positive, default=32)
+    gradients.add_argument("--batch", type=positive, default=64)
+    gradients.add_argument("--batches", type=positive, default=4,
+                           help="batches the ratios are averaged over (default 4)")
+    gradients.add_argument("--seeds", type=positive, default=3, help="initialisations (default 3)")
+    gradients.add_argument("--steps", type=int, default=100,
+                           help="SGD steps before the second measurement (default 100)")
+    gradients.add_argument("--learning-rate", type=float, default=0.1,
+                           help="at batch 128, scaled linearly with --batch (default 0.1)")
     gradients.set_defaults(func=_gradients)
 
     def data_flags(command, root_flag: str, required: bool) -> None:
@@ -234,20 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (KFP or Vertex AI)")
     compile_.add_argument("--engine", choices=["kubeflow"], default="kubeflow",
                           help="orchestrator to compile for (default kubeflow)")
-    compile_.add_argument("--output", required=True,
-                          help="spec file: .yaml (KFP pipeline package) or .json (Vertex AI)")
-    compile_.add_argument("--profile", default="smoke",
-                          help="a file in pipeline/profiles (default smoke)")
-    compile_.add_argument("--image", default="resnet-ablation:latest",
-                          help="container image of every task (build it from kubeflow/Dockerfile)")
-    compile_.add_argument("--pipeline-root",
-                          help="gs://BUCKET/PATH (default: the profile's, if it is a URI)")
-    compile_.add_argument("--gpus", type=int, default=1, help="GPUs per Trainer task (default 1)")
-    compile_.add_argument("--gpu-type", default="nvidia.com/gpu",
-                          help="accelerator type (default nvidia.com/gpu; Vertex AI: e.g. "
-                               "NVIDIA_TESLA_T4)")
-    compile_.add_argument("--beam-args", metavar='"ARGS"',
-                          help="Beam pipeline arguments as one string, replacing the profile's")
+    from kubeflow.runner import add_arguments as compile_flags  # shared with kubeflow/runner.py
+
+    compile_flags(compile_)
     compile_.set_defaults(func=_compile)
     return parser
 

@@ -8,6 +8,8 @@ A ModelRun artifact's URI holds two files:
 - ``predictions.json`` (``Predictions``, finished runs only): the final model's predicted class
   for every example of the eval split and of the fixed train subset, keyed by record id, so
   two models can be compared example by example.
+- ``responses.json`` (``LayerResponses``, finished runs only): the standard deviation of each
+  3×3 layer's response on eval images (the paper's Fig. 7).
 
 A diverged run exports no model: its serving-model directory holds only ``DIVERGED_FILE``.
 """
@@ -21,6 +23,7 @@ from typing import Any, Literal
 
 HISTORY_FILE = "history.json"
 PREDICTIONS_FILE = "predictions.json"
+RESPONSES_FILE = "responses.json"
 DIVERGED_FILE = "DIVERGED"  # the only file in a diverged run's serving-model directory
 
 Status = Literal["ok", "diverged", "running"]
@@ -125,6 +128,23 @@ class Predictions:
 
     @classmethod
     def from_json(cls, text: str) -> "Predictions":
+        return from_dict(cls, json.loads(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerResponses:
+    """Std of each 3×3 layer's BatchNorm output (before addition and ReLU), input to output,
+    of the trained model in inference mode over `images` eval images."""
+
+    layers: tuple[str, ...]
+    std: tuple[float, ...]
+    images: int
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "LayerResponses":
         return from_dict(cls, json.loads(text))
 
 

@@ -30,8 +30,8 @@ import tensorflow as tf
 from components.keras_lib import keras
 from components.model_specs import MODEL_NAMES, ModelSpec, Shortcut, get_spec, shortcut_option
 
-__all__ = ["MODEL_NAMES", "build_model", "conv_gradient_norms", "get_spec",
-           "main_path_convolutions", "trainable_params"]
+__all__ = ["MODEL_NAMES", "build_model", "get_spec", "main_path_convolutions",
+           "trainable_params"]
 
 
 @keras.utils.register_keras_serializable(package="resnet_ablation")
@@ -165,19 +165,3 @@ def main_path_convolutions(model: keras.Model) -> list[keras.layers.Conv2D]:
     """The convolutions on the main (non-shortcut) path, input to output."""
     return [layer for layer in model.layers
             if isinstance(layer, keras.layers.Conv2D) and "_shortcut" not in layer.name]
-
-
-def conv_gradient_norms(model: keras.Model, images, labels) -> list[tuple[str, float]]:
-    """L2 norm of the loss gradient w.r.t. each main-path convolution kernel, input to output.
-
-    The loss is the mean sparse categorical cross-entropy of `model` on (`images`, `labels`)
-    with BatchNorm in training mode (batch statistics), as in the first training step.
-    """
-    convs = main_path_convolutions(model)
-    kernels = [layer.kernel for layer in convs]
-    with tf.GradientTape() as tape:
-        probabilities = model(images, training=True)
-        loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-        loss = tf.reduce_mean(loss)
-    gradients = tape.gradient(loss, kernels)
-    return [(layer.name, float(tf.norm(g))) for layer, g in zip(convs, gradients)]

@@ -5,33 +5,72 @@ from __future__ import annotations
 import pathlib
 from typing import Mapping, Sequence
 
-from components.contracts import RunHistory
-
 import matplotlib
 import matplotlib.ticker
+import numpy as np
+
+from components.contracts import LayerResponses, RunHistory
+from components.model_specs import get_spec
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 
-def plot_gradient_profiles(profiles: Mapping[str, Sequence[float]], output: pathlib.Path,
-                           title: str) -> pathlib.Path:
-    """Plots one line per model: gradient norm (log scale) against convolution depth."""
-    figure, axes = plt.subplots(figsize=(8, 4.5))
-    for name, norms in profiles.items():
-        style = "-" if "resnet" in name else "--"
-        axes.plot(range(1, len(norms) + 1), norms, style, marker=".", label=name)
-    axes.set_yscale("log")
-    axes.set_xlabel("convolution layer (input → output)")
-    axes.set_ylabel("‖∂loss/∂kernel‖₂")
-    axes.set_title(title)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=120)
-    plt.close(figure)
-    return output
+def plot_gradient_profiles(profiles: Mapping[str, Mapping[str, Sequence[float]]],
+                           output: pathlib.Path, title: str) -> pathlib.Path:
+    """Relative gradient norm (log scale) against main-path convolution index, one panel per
+    stage of training (the keys of each model's profile, e.g. "init" and "trained"), one line
+    per model: residual solid, plain dashed, twins sharing a colour."""
+    stages = list(next(iter(profiles.values())))
+    depths = sorted({_depth(name) for name in profiles})
+    colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(depths)}
+    figure, panels = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 4.5), sharey=True,
+                                  squeeze=False)
+    for axes, stage in zip(panels[0], stages):
+        for name, profile in profiles.items():
+            axes.plot(range(1, len(profile[stage]) + 1), profile[stage],
+                      "-" if "resnet" in name else "--", marker=".", label=name,
+                      color=colours[_depth(name)])
+        axes.set_yscale("log")
+        axes.set_title(stage)
+        axes.set_xlabel("convolution layer (input → output)")
+        axes.grid(True, which="both", alpha=0.3)
+    panels[0][0].set_ylabel("‖∂loss/∂W‖ / ‖W‖")
+    panels[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1),
+                         frameon=False)
+    figure.suptitle(title)
+    return _save(figure, output)
+
+
+def _depth(name: str) -> int:
+    return get_spec(name).depth
+
+
+def plot_response_stds(responses: Mapping[tuple[str, int], LayerResponses],
+                       output: pathlib.Path) -> pathlib.Path:
+    """The paper's Fig. 7: std of each 3×3 layer's response, in layer order (left) and sorted
+    by magnitude (right); one line per model (mean over its seeds), residual solid, plain
+    dashed, depth by colour."""
+    by_model: dict[str, list[np.ndarray]] = {}
+    for (model, _), layers in sorted(responses.items()):
+        by_model.setdefault(model, []).append(np.asarray(layers.std))
+    depths = sorted({_depth(name) for name in by_model})
+    colours = {d: plt.get_cmap("viridis")(i / max(len(depths) - 1, 1) * 0.85)
+               for i, d in enumerate(depths)}
+    figure, (original, ordered) = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True)
+    for name, runs in by_model.items():
+        mean = np.mean(runs, axis=0)
+        style = {"linestyle": "-" if "resnet" in name else "--", "color": colours[_depth(name)],
+                 "label": name if len(runs) == 1 else f"{name} (mean of {len(runs)} seeds)"}
+        original.plot(range(1, len(mean) + 1), mean, **style)
+        ordered.plot(range(1, len(mean) + 1), np.sort(mean)[::-1], **style)
+    for axes, label in ((original, "layer index (original)"), (ordered, "layer index (sorted by magnitude)")):
+        axes.set_xlabel(label)
+        axes.grid(True, alpha=0.3)
+    original.set_ylabel("std of the layer response")
+    ordered.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    figure.suptitle("Layer responses of the trained nets (3×3 layers, after BN, before ReLU/addition)")
+    return _save(figure, output)
 
 
 def plot_error_curves(histories: Sequence[RunHistory], output: pathlib.Path) -> pathlib.Path:

@@ -15,6 +15,7 @@ properties ``markdown_table``, ``verdicts`` (one sentence per line) and ``rows``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,7 +32,8 @@ from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ExecutionParameter
 
 from components import ablation, report_files
-from components.contracts import HISTORY_FILE, PREDICTIONS_FILE, Predictions, RunHistory
+from components.contracts import (HISTORY_FILE, PREDICTIONS_FILE, RESPONSES_FILE,
+                                  LayerResponses, Predictions, RunHistory)
 from components.data_source import LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE
 from components.evaluation import SKIPPED_FILE as EVALUATION_SKIPPED_FILE
 
@@ -86,19 +88,23 @@ def _metrics_by_run(evaluated: Mapping[Key, Artifact]) -> dict[Key, dict[str, fl
     return {**metrics, **own}
 
 
-def _load_run(artifact: Artifact) -> tuple[RunHistory, Predictions | None]:
+def _load_run(artifact: Artifact) -> ablation.RunResult:
+    """The run's history and, when present, its predictions and layer responses."""
     text = read_text(artifact.uri, HISTORY_FILE)
     if text is None:
         raise ValueError(f"ModelRun at {artifact.uri} has no {HISTORY_FILE}")
-    predictions = read_text(artifact.uri, PREDICTIONS_FILE)
-    return (RunHistory.from_json(text),
-            Predictions.from_json(predictions) if predictions is not None else None)
+    predictions, responses = (read_text(artifact.uri, name)
+                              for name in (PREDICTIONS_FILE, RESPONSES_FILE))
+    return ablation.RunResult(
+        RunHistory.from_json(text),
+        Predictions.from_json(predictions) if predictions is not None else None,
+        responses=LayerResponses.from_json(responses) if responses is not None else None)
 
 
-def _run_key(artifact: Artifact, run: tuple[RunHistory, Any]) -> Key:
+def _run_key(artifact: Artifact, run: ablation.RunResult) -> Key:
     """(model_name, seed) from the custom properties, defaulting to the history's; raises
     ValueError when they disagree."""
-    history = run[0]
+    history = run.history
     key = (history.model, history.seed)
     if artifact.has_custom_property("model_name"):
         key = (artifact.get_string_custom_property("model_name"), key[1])
@@ -142,8 +148,7 @@ def run_results(model_runs: Sequence[Artifact], evaluations: Sequence[Artifact]
     evaluated = _newest_by_key([(a, a) for a in evaluations],
                                lambda a, _: _evaluation_key(a, list(runs)))
     metrics = _metrics_by_run(evaluated)
-    return [ablation.RunResult(history, predictions, metrics.get(key))
-            for key, (history, predictions) in runs.items()]
+    return [dataclasses.replace(run, metrics=metrics.get(key)) for key, run in runs.items()]
 
 
 # --------------------------------------------------------------------------- data section
@@ -259,7 +264,8 @@ def render(results: Sequence[ablation.RunResult], output_dir: pathlib.Path,
     data = data or {}
     report = report_files.Report(
         rows=ablation.rows(results), verdicts=ablation.verdicts(results),
-        histories=[r.history for r in results], data=data,
+        histories=[r.history for r in results],
+        responses={r.key: r.responses for r in results if r.responses}, data=data,
         provenance=provenance_info or {}, warnings=data_warnings(data))
     return report, report_files.write_report(report, output_dir)
 

@@ -16,10 +16,11 @@ import pathlib
 from typing import Any, Mapping, Sequence
 
 from components import ablation
-from components.contracts import RunHistory
+from components.contracts import LayerResponses, RunHistory
 
 REPORT_FILES = {"csv": "ablation.csv", "json": "ablation.json", "markdown": "ablation.md",
-                "errors": "errors.png", "curves": "curves.png", "html": "report.html"}
+                "errors": "errors.png", "curves": "curves.png", "responses": "responses.png",
+                "html": "report.html"}
 TITLE = "Residual vs plain networks: ablation report"
 
 
@@ -37,6 +38,7 @@ class Report:
     rows: Sequence[ablation.Row]
     verdicts: Sequence[Mapping[str, Any]]
     histories: Sequence[RunHistory]
+    responses: Mapping[tuple[str, int], LayerResponses] = dataclasses.field(default_factory=dict)
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     warnings: Sequence[str] = ()
@@ -52,7 +54,8 @@ def write_report(report: Report, output_dir: pathlib.Path) -> dict[str, pathlib.
     ablation.csv: ``ablation.ALL_COLUMNS``, full precision, None as empty. ablation.json:
     ``columns``, ``rows``, ``summary``, ``verdicts`` (objects), ``data``, ``provenance``,
     ``warnings``. ablation.md: verdicts, then the display table. errors.png: the paper's
-    Fig. 6 view; curves.png: loss curves. report.html: all of it, figures inlined.
+    Fig. 6 view; curves.png: loss curves; responses.png: the paper's Fig. 7 view (layer
+    response std; only when some run has responses). report.html: all of it, figures inlined.
     """
     from components import plots  # matplotlib only when a report is written
 
@@ -66,8 +69,14 @@ def write_report(report: Report, output_dir: pathlib.Path) -> dict[str, pathlib.
          "warnings": report.warnings}, indent=2, allow_nan=False, default=str))
     plots.plot_error_curves(report.histories, paths["errors"])
     plots.plot_loss_curves(report.histories, paths["curves"])
+    if report.responses:
+        plots.plot_response_stds(report.responses, paths["responses"])
+    else:
+        del paths["responses"]
     paths["markdown"].write_text(markdown(report))
-    paths["html"].write_text(_html(report, {k: paths[k].read_bytes() for k in ("errors", "curves")}))
+    figures = {key: paths[key].read_bytes() for key in ("errors", "curves", "responses")
+               if key in paths}
+    paths["html"].write_text(_html(report, figures))
     return paths
 
 
@@ -133,6 +142,8 @@ def markdown(report: Report) -> str:
               "Errors are 1 − accuracy; Δ is residual − plain eval accuracy in points, its "
               "interval from the paired test on the same eval images (this seed).",
               "![error curves](errors.png)", "![loss curves](curves.png)"]
+    if report.responses:
+        parts.append("![layer responses](responses.png)")
     return "\n\n".join(parts) + "\n"
 
 
@@ -173,6 +184,13 @@ def _html(report: Report, figures: Mapping[str, bytes]) -> str:
              "several seeds uses a t-interval over the per-seed gaps instead.</p>",
              "<h2>Error curves</h2>", _img("error curves", figures["errors"]),
              "<h2>Loss curves</h2>", _img("loss curves", figures["curves"]),
+             *(["<h2>Layer responses (paper Fig. 7)</h2>",
+                _img("standard deviation of layer responses", figures["responses"]),
+                "<p>Standard deviation of each 3×3 layer's response (its BatchNorm output, "
+                "before the addition and the ReLU) of the trained model on eval images, in "
+                "layer order and sorted by magnitude. The paper finds residual functions "
+                "respond more weakly than plain layers, and more so in deeper nets.</p>"]
+               if "responses" in figures else []),
              "<h2>Data</h2>", _data_section(report.data),
              "<h2>Provenance</h2>", _provenance_section(report.provenance)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -34,9 +34,10 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
-from components import contracts, models
-from components.contracts import (DIVERGED_FILE, HISTORY_FILE, PREDICTIONS_FILE, EpochRecord,
-                                  Predictions, RunHistory, SplitPredictions)
+from components import contracts, diagnostics, models
+from components.contracts import (DIVERGED_FILE, HISTORY_FILE, PREDICTIONS_FILE, RESPONSES_FILE,
+                                  EpochRecord, LayerResponses, Predictions, RunHistory,
+                                  SplitPredictions)
 from components.keras_lib import keras
 from components.model_specs import get_spec, shortcut_option
 from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
@@ -607,6 +608,11 @@ def _finish(history: RunHistory, model: keras.Model, fn_args, tf_transform_outpu
         eval=predict_split(model, dataset(eval_files, with_ids=True)),
         train=predict_split(model, dataset(fn_args.train_files, limit=limit, with_ids=True)))
     _write_text(os.path.join(fn_args.model_run_dir, PREDICTIONS_FILE), predictions.to_json())
+    eval_images = dataset(eval_files, limit=limit).map(lambda images, _: images)
+    stds = diagnostics.response_stds(model, eval_images)
+    responses = LayerResponses(tuple(name for name, _ in stds), tuple(std for _, std in stds),
+                               min(limit, len(predictions.eval.ids)))
+    _write_text(os.path.join(fn_args.model_run_dir, RESPONSES_FILE), responses.to_json())
     write_history(dataclasses.replace(history, status="ok"), directories)
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
 

@@ -19,11 +19,13 @@ def test_unknown_model_is_rejected_with_valid_names(capsys):
     assert "unknown model 'resnet51'; valid names: resnet18" in capsys.readouterr().err
 
 
-def test_gradients_writes_png_with_one_line_per_model(tmp_path, capsys):
+def test_gradients_writes_png_with_both_stages_per_model(tmp_path, capsys):
     output = tmp_path / "profile.png"
-    assert cli.main(["gradients", "cifar_plain20", "cifar_resnet20", "--input-size", "32",
-                     "--num-classes", "10", "--batch", "4", "--output", str(output)]) == 0
+    assert cli.main(["gradients", "cifar_plain20", "cifar_resnet20", "--batch", "4",
+                     "--batches", "2", "--seeds", "2", "--steps", "2",
+                     "--output", str(output)]) == 0
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("cifar_plain20: 19 convolutions")
-    assert lines[1].startswith("cifar_resnet20: 19 convolutions")
+    assert lines[0].startswith("cifar_plain20 init   : 19 convolutions, ‖g‖/‖W‖ first")
+    assert lines[1].startswith("cifar_plain20 trained: 19 convolutions")
+    assert lines[2].startswith("cifar_resnet20 init   : 19 convolutions")

@@ -1,7 +1,6 @@
 """The model family: parameter counts against the references, shapes, and structure."""
 
 import functools
-import math
 import subprocess
 import sys
 
@@ -256,19 +255,6 @@ def test_twins_pair_up():
         assert twin.twin == name and twin.residual != spec.residual
         assert (twin.depth, twin.block, twin.blocks_per_stage) == (
             spec.depth, spec.block, spec.blocks_per_stage)
-
-
-@pytest.mark.parametrize("name", ["plain18", "resnet18", "cifar_resnet20"])
-def test_gradient_profile_has_one_finite_positive_entry_per_convolution(name):
-    keras.utils.set_random_seed(0)
-    model = models.build_model(name, 10, (32, 32, 3))
-    rng = np.random.default_rng(0)
-    images = rng.standard_normal((4, 32, 32, 3), np.float32)
-    labels = rng.integers(0, 10, 4)
-    profile = models.conv_gradient_norms(model, images, labels)
-    assert [layer for layer, _ in profile] == [c.name for c in models.main_path_convolutions(model)]
-    assert len(profile) == model_specs.get_spec(name).depth - 1
-    assert all(math.isfinite(norm) and norm > 0 for _, norm in profile)
 
 
 def test_conv_init_is_untruncated_he_normal_fan_out_like_torchvision():

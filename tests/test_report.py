@@ -25,7 +25,8 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components import ablation, evaluation, report
-from components.contracts import EpochRecord, Predictions, RunHistory, SplitPredictions
+from components.contracts import (EpochRecord, LayerResponses, Predictions, RunHistory,
+                                  SplitPredictions)
 from components.keras_lib import keras
 from components.model_specs import get_spec
 from pipeline import artifacts
@@ -71,13 +72,17 @@ def predictions(correct):
 
 
 def model_run(directory, hist, preds=None, with_properties=True):
-    """A ModelRun artifact whose URI holds `hist` (and `preds`) as the Trainer writes them."""
+    """A ModelRun artifact whose URI holds `hist` (and `preds`, and layer responses with them)
+    as the Trainer writes them."""
     artifact = standard_artifacts.ModelRun()
     artifact.uri = str(directory)
     pathlib.Path(directory).mkdir(parents=True)
     (pathlib.Path(directory) / "history.json").write_text(hist.to_json())
     if preds is not None:
         (pathlib.Path(directory) / "predictions.json").write_text(preds.to_json())
+        stds = tuple(1.0 / (i + 1) if hist.residual else 2.0 for i in range(19))
+        (pathlib.Path(directory) / "responses.json").write_text(LayerResponses(
+            tuple(f"layer{i}_bn" for i in range(19)), stds, EVAL_IDS).to_json())
     if with_properties:
         artifact.set_string_custom_property("model_name", hist.model)
         artifact.set_int_custom_property("seed", hist.seed)
@@ -269,7 +274,7 @@ def test_no_best_epoch_selected_on_test(component_output):
 
 
 def test_figures_are_real_images(component_output):
-    for name in ("errors.png", "curves.png"):
+    for name in ("errors.png", "curves.png", "responses.png"):
         png = pathlib.Path(component_output.uri) / name
         assert png.read_bytes().startswith(PNG_SIGNATURE)
         with Image.open(png) as image:
@@ -283,7 +288,8 @@ def test_html_is_self_contained_and_escaped(component_output):
     assert f"<td>{RESNET}</td>" in page and "residual_better" in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert [base64.b64decode(i) for i in images] == [
-        (directory / "errors.png").read_bytes(), (directory / "curves.png").read_bytes()]
+        (directory / name).read_bytes() for name in ("errors.png", "curves.png", "responses.png")]
+    assert "Layer responses (paper Fig. 7)" in page
     assert not re.search(r'(src|href)="(?!data:)', page), "the page links an external file"
     assert "<b>cats" not in page and "&lt;b&gt;cats &amp; dogs&lt;/b&gt;" in page
     assert "abc123" in page and "<h2>Provenance</h2>" in page

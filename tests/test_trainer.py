@@ -16,7 +16,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import trainer
-from components.contracts import Predictions, RunHistory
+from components.contracts import LayerResponses, Predictions, RunHistory
 from components.example_gen import read_examples
 from pipeline.config import TrainingConfig
 
@@ -76,6 +76,9 @@ def test_run_fn_exports_a_model_that_classifies_raw_png_bytes(ingested, tmp_path
         predictions.train.accuracy, abs=1e-6)
     labels = {e["id"]: e["label"] for e in read_examples(ingested.examples, "eval")}
     assert [labels[i] for i in predictions.eval.ids] == list(predictions.eval.labels)
+    responses = LayerResponses.from_json((tmp_path / "run" / "responses.json").read_text())
+    assert len(responses.layers) == len(responses.std) == 19  # the 3x3 layers of a 20-layer net
+    assert all(std > 0 for std in responses.std) and responses.images == len(eval_ids)
 
 
 def test_deterministic_runs_are_bitwise_identical(ingested, tmp_path):
