@@ -82,7 +82,8 @@ def _config_from(args: argparse.Namespace, base):
         base, data=data, image_size=args.image_size, train_limit=args.train_limit,
         pipeline_root=root, beam_args=tuple(shlex.split(args.beam_args)) if args.beam_args else None,
         models=tuple(args.models.split(",")) if getattr(args, "models", None) else None,
-        seeds=getattr(args, "seeds", None), epochs=getattr(args, "epochs", None),
+        seeds=getattr(args, "seeds", None), first_seed=getattr(args, "first_seed", None),
+        epochs=getattr(args, "epochs", None),
         shortcut=getattr(args, "shortcut", None),
         validation_fraction=getattr(args, "validation_fraction", None))
 
@@ -122,7 +123,16 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pipeline import artifacts
 
-    paths = artifacts.render_report(str(args.pipeline_root), args.output and str(args.output))
+    if len(args.pipeline_roots) > 1 and args.output is None:
+        print("ablation report: merging several pipeline roots needs --output DIR",
+              file=sys.stderr)
+        return 2
+    try:
+        paths = artifacts.render_report([str(root) for root in args.pipeline_roots],
+                                        args.output and str(args.output))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"ablation report: {error}", file=sys.stderr)
+        return 1
     print(paths["markdown"].read_text())
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
@@ -217,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_flags(run, "--pipeline-root", required=False)
     run.add_argument("--models", help="comma-separated model names")
     run.add_argument("--epochs", type=positive)
-    run.add_argument("--seeds", type=positive, help="train every variant with seeds 0..K-1")
+    run.add_argument("--seeds", type=positive,
+                     help="train every variant with K seeds, from --first-seed (default 0) on")
+    run.add_argument("--first-seed", type=int, metavar="N",
+                     help="the first seed: run a shard of a study (merge with ablation report)")
     run.add_argument("--shortcut", choices=["A", "B", "C"],
                      help="the paper's shortcut option for residual nets (default: per family, "
                           "A for CIFAR-style, B for ImageNet-style)")
@@ -226,10 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     report = commands.add_parser(
-        "report", help="re-render the ablation report from a finished pipeline root")
-    report.add_argument("pipeline_root", type=pathlib.Path, metavar="PATH")
+        "report", help="re-render the ablation report of a pipeline root, or merge the shards "
+                       "of one study run in several roots")
+    report.add_argument("pipeline_roots", type=pathlib.Path, nargs="+", metavar="PATH")
     report.add_argument("--output", type=pathlib.Path,
-                        help="where to write the report (default PATH/report)")
+                        help="where to write the report (default PATH/report; required with "
+                             "several roots)")
     report.set_defaults(func=_report)
 
     runs = commands.add_parser(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from typing import Sequence
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -115,20 +117,25 @@ def _tfx_outputs(store, pipeline_name: str, component_id: str, key: str) -> list
     return [artifact_utils.deserialize_artifact(types[a.type_id], a) for a in found]
 
 
-def render_report(pipeline_root: str, output_dir: str | None = None,
-                  pipeline_name: str | None = None) -> dict:
-    """Re-renders the ablation report from ``pipeline_root``'s ML Metadata into `output_dir`
-    (default ``pipeline_root/report``); returns the written paths. `pipeline_name` defaults to
-    the pipeline of the newest run in the store.
+SHARD_FIELDS = ("seeds", "first_seed", "models", "pipeline_root", "pipeline_name", "beam_args")
+"""What may differ between the runs one report merges: which part of the study a run holds,
+and where and how it ran; everything else (data, sizes, training) must be the same."""
 
-    Uses the LIVE ModelRun and ModelEvaluation artifacts (newest per (model_name, seed)), the
-    newest data artifacts of the newest pipeline run, the configuration and code version the
-    newest AblationReport execution recorded and, in the provenance, every component's wall
-    time in that run. Raises FileNotFoundError without
-    the store and ValueError without ModelRun artifacts.
-    """
-    import pathlib
 
+@dataclasses.dataclass(frozen=True)
+class _RootReport:
+    """What one pipeline root contributes to a report."""
+
+    root: str
+    results: list
+    data: dict
+    config_json: str
+    code_version: str
+    run_name: str | None
+    component_seconds: dict[str, float]
+
+
+def _read_root(pipeline_root: str, pipeline_name: str | None = None) -> _RootReport:
     from components import report
 
     store = open_store(pipeline_root)
@@ -140,13 +147,83 @@ def render_report(pipeline_root: str, output_dir: str | None = None,
         for component, key in (("ImageExampleGen", "examples"), ("StatisticsGen", "statistics"),
                                ("ExampleValidator", "anomalies"))]
     properties = _report_properties(store, name) if name else {}
-    run_id = last_run_id(store, name) if name else None
-    info = report.provenance([r.history for r in results], properties.get("config_json", ""),
-                             properties.get("code_version", ""), _run_name(store, run_id))
-    info["component_seconds"] = {c.component: c.seconds for c in last_run(store, name)} if name else {}
-    _, paths = report.render(results, pathlib.Path(output_dir or os.path.join(pipeline_root, "report")),
-                             report.data_summary(*data_artifacts), info)
+    return _RootReport(
+        pipeline_root, results, report.data_summary(*data_artifacts),
+        properties.get("config_json", ""), properties.get("code_version", ""),
+        _run_name(store, last_run_id(store, name)) if name else None,
+        {c.component: c.seconds for c in last_run(store, name)} if name else {})
+
+
+def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = None,
+                  pipeline_name: str | None = None) -> dict:
+    """Renders the ablation report of one pipeline root, or merges the runs of several (shards
+    of one study: other seeds or models, run one after another or on other machines), into
+    `output_dir` (default: the first root's ``report``); returns the written paths.
+
+    Per root: the LIVE ModelRun and ModelEvaluation artifacts (newest per (model_name, seed)),
+    the newest data artifacts and every component's wall time of the newest run of
+    `pipeline_name` (default: the pipeline of the store's newest run), and the configuration
+    and code version its newest AblationReport execution recorded. Raises FileNotFoundError
+    for a root without a store; ValueError without ModelRun artifacts, for roots whose
+    configurations differ in anything but ``SHARD_FIELDS`` or whose data differ (naming the
+    difference), and for a (model, seed) run found in two roots.
+    """
+    import pathlib
+
+    from components import report
+
+    roots = [pipeline_roots] if isinstance(pipeline_roots, str) else list(pipeline_roots)
+    parts = [_read_root(root, pipeline_name) for root in roots]
+    _check_one_study(parts)
+    results = [result for part in parts for result in part.results]
+    seen: dict[tuple[str, int], str] = {}
+    for part in parts:
+        for result in part.results:
+            if result.key in seen:
+                raise ValueError(f"{result.key[0]} seed {result.key[1]} was run in both "
+                                 f"{seen[result.key]} and {part.root}; merge each run once")
+            seen[result.key] = part.root
+    first = parts[0]
+    info = report.provenance([r.history for r in results], first.config_json,
+                             ", ".join(sorted({p.code_version or "unknown" for p in parts})),
+                             ", ".join(str(p.run_name) for p in parts))
+    info["component_seconds"] = {
+        (f"{pathlib.Path(p.root).name}: {c}" if len(parts) > 1 else c): seconds
+        for p in parts for c, seconds in p.component_seconds.items()}
+    if len(parts) > 1:
+        info["merged pipeline roots"] = [p.root for p in parts]
+    output = pathlib.Path(output_dir or os.path.join(roots[0], "report"))
+    _, paths = report.render(results, output, first.data, info)
     return paths
+
+
+def _check_one_study(parts: Sequence[_RootReport]) -> None:
+    """Raises ValueError naming what differs between the roots' studies or data."""
+    first = parts[0]
+    for part in parts[1:]:
+        differences = _differences(_study(first.config_json), _study(part.config_json))
+        if differences:
+            raise ValueError(f"{part.root} is not a shard of the study in {first.root}: "
+                             + "; ".join(differences))
+        if part.data.get("examples") != first.data.get("examples"):
+            raise ValueError(f"{part.root} trained on other data than {first.root}: examples "
+                             f"{part.data.get('examples')} vs {first.data.get('examples')}")
+
+
+def _study(config_json: str) -> dict:
+    config = json.loads(config_json) if config_json else {}
+    return {key: value for key, value in config.items() if key not in SHARD_FIELDS}
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            found.append(f"{prefix}{key} is {json.dumps(x)} vs {json.dumps(y)}")
+    return found
 
 
 def _run_name(store, run_id: int | None) -> str | None:

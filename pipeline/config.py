@@ -78,7 +78,8 @@ class PipelineConfig:
     image_size: int = 224
     normalization: str = "per_channel"  # or "per_pixel_mean" (the paper's CIFAR input)
     models: tuple[str, ...] = ("resnet34", "plain34", "resnet50", "plain50")
-    seeds: int = 1  # every variant trains once per seed 0 .. seeds-1
+    seeds: int = 1  # every variant trains once per seed first_seed .. first_seed + seeds - 1
+    first_seed: int = 0  # a shard of a study: e.g. seeds = 1, first_seed = 2 runs seed 2 only
     train_limit: int | None = None  # keep only this many train images (deterministic subset)
     eval_fraction: float = 0.2  # for sources without an eval split
     # held out of train by id hash for per-epoch validation (the paper's 45k/5k); 0: none, and
@@ -95,6 +96,11 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return os.path.join(self.pipeline_root, METADATA_FILE)
+
+    @property
+    def seed_list(self) -> range:
+        """The seeds every variant trains with."""
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -196,6 +202,7 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     for key in ("steps_per_epoch", "eval_steps", "intra_op_threads"):
         value = getattr(train, key)
         _require(value is None or value >= 1, f"{key} must be a positive integer, got {value}")
+    _require(config.first_seed >= 0, f"first_seed must be 0 or more, got {config.first_seed}")
     _require(config.train_limit is None or config.train_limit >= 1,
              f"train_limit must be a positive integer, got {config.train_limit}")
     _require(0 < config.eval_fraction < 1, f"eval_fraction must be in (0, 1), got {config.eval_fraction}")

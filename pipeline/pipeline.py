@@ -25,7 +25,7 @@ DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_wor
 
 
 def _suffix(config: PipelineConfig, seed: int) -> str:
-    return f".seed{seed}" if config.seeds > 1 else ""
+    return f".seed{seed}" if config.seeds > 1 or config.first_seed else ""
 
 
 def data_components(config: PipelineConfig) -> dict[str, object]:
@@ -96,7 +96,7 @@ def training_components(config: PipelineConfig, data: dict[str, object],
     holds both models' metrics and the diffs), alone otherwise."""
     from components.report import AblationReport
 
-    seeds = range(config.seeds)
+    seeds = config.seed_list
     trainers = {(model, seed): _trainer(config, data, model, seed)
                 for seed in seeds for model in config.models}
     paired = {name for pair in config.pairs for name in pair}

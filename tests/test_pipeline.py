@@ -178,6 +178,50 @@ def test_diverged_models_still_yield_a_report(tmp_path, capsys):
     assert "diverged in epoch 1" in open(os.path.join(evaluation.uri, "SKIPPED")).read()
 
 
+def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
+    """Seed 0 in one root and seed 1 in another, merged: the same table and verdicts as one
+    two-seed run, with both roots in the provenance; a shard of another study is refused."""
+    roots = [tmp_path / "shard0", tmp_path / "shard1"]
+    for first_seed, root in enumerate(roots):
+        local_runner.run(dataclasses.replace(TINY, pipeline_root=str(root), first_seed=first_seed))
+    ids = {c for c in _states(dataclasses.replace(TINY, pipeline_root=str(roots[1])))}
+    assert "Trainer.cifar_resnet20.seed1" in ids  # a shard names its seed
+    capsys.readouterr()
+    output = tmp_path / "merged"
+    assert cli.main(["report", *map(str, roots), "--output", str(output)]) == 0
+    merged = json.loads((output / "ablation.json").read_text())
+    assert sorted((r["model"], r["seed"]) for r in merged["rows"]) == [
+        ("cifar_plain20", 0), ("cifar_plain20", 1), ("cifar_resnet20", 0), ("cifar_resnet20", 1)]
+    assert {v["seeds"] for v in merged["verdicts"]} == {2}
+    assert merged["provenance"]["merged pipeline roots"] == list(map(str, roots))
+    assert "shard1: Trainer.cifar_resnet20.seed1" in merged["provenance"]["component_seconds"]
+    assert "Verdicts" in capsys.readouterr().out
+
+    assert cli.main(["report", *map(str, roots)]) == 2  # several roots need --output
+    assert "needs --output" in capsys.readouterr().err
+    assert cli.main(["report", str(roots[0]), str(roots[0]), "--output", str(output)]) == 1
+    assert "was run in both" in capsys.readouterr().err
+
+
+def test_roots_of_different_studies_are_not_merged():
+    from pipeline.artifacts import _check_one_study, _RootReport
+
+    def part(root, **config):
+        base = {"data": "imagefolder:x", "seeds": 1, "first_seed": 0, "pipeline_root": root,
+                "training": {"epochs": 1, "batch_size": 16}}
+        for key, value in config.items():
+            (base["training"] if key in ("epochs", "batch_size") else base)[key] = value
+        return _RootReport(root, [], {"examples": {"train": 64, "eval": 500}}, json.dumps(base),
+                           "abc", None, {})
+
+    _check_one_study([part("a"), part("b", first_seed=1, seeds=2)])  # shards: fine
+    with pytest.raises(ValueError, match=r"b is not a shard of the study in a: "
+                                         r"training.epochs is 1 vs 2"):
+        _check_one_study([part("a"), part("b", epochs=2)])
+    with pytest.raises(ValueError, match="data is \"imagefolder:x\" vs \"imagefolder:y\""):
+        _check_one_study([part("a"), part("b", data="imagefolder:y")])
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"models": ("resnet51",)}, "unknown model(s) resnet51; valid: resnet18"),
     ({"epochs": 0}, "epochs must be a positive integer, got 0"),
