@@ -36,7 +36,7 @@ run: setup
 # The Kubeflow pipeline in real containers (kubeflow/README.md): a Docker daemon (started, and
 # Debian's docker.io installed, if none answers; needs root then), the base image from the
 # Debian mirror, the CPU image (reused when its content tag exists), then the smoke study for
-# one epoch under kfp.local's DockerRunner. About 7 min on 2 cores from nothing, 4 with images.
+# one epoch under kfp.local's DockerRunner. About 9 min on 2 cores from nothing, 5 with images.
 .PHONY: test-kubeflow
 test-kubeflow: setup
 	kubeflow/ensure_docker.sh
