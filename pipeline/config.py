@@ -158,10 +158,10 @@ def _anchor_paths(values: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
     values = dict(values)
     root = values.get("pipeline_root")
     if root and "://" not in root and not os.path.isabs(root):
-        values["pipeline_root"] = str(base / root)
+        values["pipeline_root"] = os.path.normpath(base / root)
     data = values.get("data", "")
     if data.startswith("imagefolder:") and not os.path.isabs(data.split(":", 1)[1]):
-        values["data"] = f"imagefolder:{base / data.split(':', 1)[1]}"
+        values["data"] = f"imagefolder:{os.path.normpath(base / data.split(':', 1)[1])}"
     return values
 
 
