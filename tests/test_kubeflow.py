@@ -346,7 +346,7 @@ def test_the_dockerfile_installs_the_stack_as_the_makefile_does():
 
 
 def _options(parser: argparse.ArgumentParser) -> set[str]:
-    return {option for action in parser._actions for option in action.option_strings}  # noqa: SLF001
+    return {option for action in parser._actions for option in action.option_strings}
 
 
 def test_ablation_compile_the_runner_script_and_its_environment_flags_agree(
@@ -371,8 +371,8 @@ def test_ablation_compile_the_runner_script_and_its_environment_flags_agree(
     with pytest.raises(SystemExit):
         cli.main(["compile", "--engine", "airflow", "--output", str(tmp_path / "x.yaml")])
     # one set of flags: `ablation compile` adds only --engine to the runner's
-    [subcommands] = [action for action in cli.build_parser()._actions  # noqa: SLF001
-                     if isinstance(action, argparse._SubParsersAction)]  # noqa: SLF001
+    [subcommands] = [action for action in cli.build_parser()._actions
+                     if isinstance(action, argparse._SubParsersAction)]
     script = argparse.ArgumentParser()
     runner.add_arguments(script)
     assert _options(subcommands.choices["compile"]) - _options(script) == {"--engine"}
