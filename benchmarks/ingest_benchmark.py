@@ -26,8 +26,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.data_source import SKIPPED_FILE  # noqa: E402
-from pipeline import artifacts, config as config_lib, local_runner  # noqa: E402
+from components.data_source import SKIPPED_FILE
+from pipeline import artifacts, config as config_lib, local_runner
 
 OUTPUTS = {  # component id -> output keys whose bytes on disk are reported
     "ImageExampleGen": ("examples",), "StatisticsGen": ("statistics",),

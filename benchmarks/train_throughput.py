@@ -28,15 +28,14 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.keras_lib import keras  # noqa: E402  (Keras flavour first)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
+from components.keras_lib import keras  # noqa: I001  (the Keras flavour before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
 
-from components import trainer  # noqa: E402
-from components.preprocessing import IMAGE_KEY, LABEL_KEY  # noqa: E402
-from pipeline import artifacts, config as config_lib, local_runner  # noqa: E402
-from pipeline.config import TrainingConfig  # noqa: E402
+from components import trainer
+from pipeline import artifacts, config as config_lib, local_runner
+from pipeline.config import TrainingConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -115,7 +114,7 @@ def main() -> int:
         steps_per_second(step, iterator, args.warmup)  # trace, compile, fill buffers
         paths[name] = (step, iterator, [])
     for _ in range(args.windows):  # alternate so drift hits both paths alike
-        for name, (step, iterator, rates) in paths.items():
+        for step, iterator, rates in paths.values():
             rates.append(steps_per_second(step, iterator, args.steps) * args.batch)
 
     input_iterator = iter(pipeline_data)

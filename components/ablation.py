@@ -25,12 +25,12 @@ import collections
 import dataclasses
 import math
 import statistics
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from scipy import stats as scipy_stats
 
-from components.contracts import (LayerResponses, Predictions, RunHistory, SplitPredictions,
-                                  finite)
+from components.contracts import LayerResponses, Predictions, RunHistory, SplitPredictions, finite
 from components.model_specs import get_spec
 
 CONFIDENCE = 0.95

@@ -6,6 +6,7 @@ Each subcommand imports TensorFlow and TFX only when it runs, so ``ablation --he
 from __future__ import annotations
 
 import argparse
+import collections
 import pathlib
 import sys
 
@@ -152,9 +153,9 @@ def _runs(args: argparse.Namespace) -> int:
     runs = artifacts.pipeline_runs(artifacts.open_store(str(args.pipeline_root)))
     print(f"{'pipeline':<32}{'run':<30}{'ran':>5}{'cached':>8}{'failed':>8}{'seconds':>10}")
     for pipeline_name, run_id, components in runs:
-        count = lambda state: sum(c.state == state for c in components)  # noqa: E731
-        print(f"{pipeline_name:<32}{run_id:<30}{count('ran'):>5}{count('cached'):>8}"
-              f"{count('failed'):>8}{sum(c.seconds for c in components):>10.1f}")
+        count = collections.Counter(c.state for c in components)
+        print(f"{pipeline_name:<32}{run_id:<30}{count['ran']:>5}{count['cached']:>8}"
+              f"{count['failed']:>8}{sum(c.seconds for c in components):>10.1f}")
     return 0
 
 
@@ -173,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         return int(value)
 
     parser = argparse.ArgumentParser(
-        prog="ablation", description="Residual vs plain networks: the He et al. (2015) ablation as a TFX pipeline.")
+        prog="ablation",
+        description="Residual vs plain networks: the He et al. (2015) ablation as a TFX pipeline.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("models", help="list every model variant with its parameter count"

@@ -91,7 +91,7 @@ class RunHistory:
         return json.dumps(_finite_or_none(dataclasses.asdict(self)), indent=2, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "RunHistory":
+    def from_json(cls, text: str) -> RunHistory:
         return from_dict(cls, json.loads(text))
 
 
@@ -127,7 +127,7 @@ class Predictions:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "Predictions":
+    def from_json(cls, text: str) -> Predictions:
         return from_dict(cls, json.loads(text))
 
 
@@ -144,7 +144,7 @@ class LayerResponses:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "LayerResponses":
+    def from_json(cls, text: str) -> LayerResponses:
         return from_dict(cls, json.loads(text))
 
 

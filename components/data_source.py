@@ -43,7 +43,8 @@ import os
 import re
 import struct
 import zlib
-from typing import Iterator, Literal, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Literal
 
 from PIL import Image
 
@@ -166,7 +167,7 @@ class SplitPlan:
 
     @classmethod
     def of(cls, source_splits, eval_fraction: float = DEFAULT_EVAL_FRACTION,
-           validation_fraction: float = 0.0) -> "SplitPlan":
+           validation_fraction: float = 0.0) -> SplitPlan:
         """Raises ValueError for an unknown split name, a missing train split, a bad fraction,
         or hold-outs that would leave nothing of train (see ``bands``)."""
         check_eval_fraction(eval_fraction)

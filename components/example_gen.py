@@ -43,9 +43,12 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import json_format, struct_pb2
 from tfx import types
-from tfx.components.example_gen import base_example_gen_executor
-from tfx.components.example_gen import component as example_gen_component
-from tfx.components.example_gen import utils as example_gen_utils, write_split
+from tfx.components.example_gen import (
+    base_example_gen_executor,
+    component as example_gen_component,
+    utils as example_gen_utils,
+    write_split,
+)
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor, executor_spec
 from tfx.dsl.io import fileio
@@ -53,10 +56,15 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import data_source as ds
-from components import image_records
-from components.data_source import (  # noqa: F401  (re-exported: the output contract)
-    ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE)
+from components import data_source as ds, image_records
+from components.data_source import (  # re-exported: the output contract
+    ID_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    LABELS_FILE,
+    SKIPPED_FILE,
+)
 
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
 FILES_PER_CHUNK = 256  # records in a work unit: image-folder files or train-limit batches
@@ -118,7 +126,7 @@ class ImageGenConfig:
         return config
 
     @classmethod
-    def from_exec_properties(cls, exec_properties: dict[str, Any]) -> "ImageGenConfig":
+    def from_exec_properties(cls, exec_properties: dict[str, Any]) -> ImageGenConfig:
         """Reads the settings back from the executor's ``custom_config`` (JSON) property."""
         custom_config = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
         if not custom_config:

@@ -21,7 +21,8 @@ import dataclasses
 import hashlib
 import json
 import struct
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import apache_beam as beam
 import google_crc32c
@@ -189,7 +190,7 @@ class Outcomes:
     first_skipped: tuple[tuple[str, str], ...] = ()
     digests: frozenset[str] = frozenset()
 
-    def merge(self, *others: "Outcomes") -> "Outcomes":
+    def merge(self, *others: Outcomes) -> Outcomes:
         counts = sum((other.counts for other in others), collections.Counter(self.counts))
         skipped = sorted(self.first_skipped + sum((o.first_skipped for o in others), ()))
         digests = self.digests.union(*(other.digests for other in others))

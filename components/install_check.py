@@ -18,8 +18,10 @@ def verify_stack(workdir: pathlib.Path) -> dict[str, object]:
     import tensorflow_data_validation as tfdv
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
-    from tfx import v1 as tfx  # noqa: F401  (the import itself is the check)
-    from tfx import version as tfx_version
+    from tfx import (
+        v1 as tfx,  # noqa: F401  (the import itself is the check)
+        version as tfx_version,
+    )
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(workdir / "mlmd.sqlite")

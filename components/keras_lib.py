@@ -12,6 +12,6 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-import tf_keras as keras  # noqa: E402  (must follow the environment settings above)
+import tf_keras as keras  # after the environment settings above
 
 __all__ = ["keras"]

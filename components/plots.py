@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import matplotlib.ticker
@@ -13,7 +13,7 @@ from components.contracts import LayerResponses, RunHistory
 from components.model_specs import get_spec
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
 
 
 def plot_gradient_profiles(profiles: Mapping[str, Mapping[str, Sequence[float]]],

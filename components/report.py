@@ -22,8 +22,9 @@ import os
 import pathlib
 import platform
 import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata as package_metadata
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
@@ -32,8 +33,14 @@ from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ExecutionParameter
 
 from components import ablation, report_files
-from components.contracts import (HISTORY_FILE, PREDICTIONS_FILE, RESPONSES_FILE,
-                                  LayerResponses, Predictions, RunHistory)
+from components.contracts import (
+    HISTORY_FILE,
+    PREDICTIONS_FILE,
+    RESPONSES_FILE,
+    LayerResponses,
+    Predictions,
+    RunHistory,
+)
 from components.data_source import LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE
 from components.evaluation import SKIPPED_FILE as EVALUATION_SKIPPED_FILE
 
@@ -291,8 +298,8 @@ DATA_INPUTS = {"examples": standard_artifacts.Examples,
 class AblationReportExecutor(base_executor.BaseExecutor):
     """Renders the report into the ``report`` output artifact (see the module docstring)."""
 
-    def Do(self, input_dict: dict[str, list[Artifact]], output_dict: dict[str, list[Artifact]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(self, input_dict: dict[str, list[Artifact]],  # noqa: N802  (TFX's name)
+           output_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any]) -> None:
         [output] = output_dict[REPORT_KEY]
         results = run_results(_gather(input_dict, RUNS_KEY), _gather(input_dict, EVALUATIONS_KEY))
         data = data_summary(*(next(iter(input_dict.get(key) or []), None) for key in DATA_INPUTS))
@@ -326,7 +333,7 @@ class AblationReportSpec(component_spec.ComponentSpec):
     OUTPUTS = {REPORT_KEY: component_spec.ChannelParameter(type=AblationReportArtifact)}
 
 
-Channels = Union[channel.BaseChannel, Iterable[channel.BaseChannel]]
+Channels = channel.BaseChannel | Iterable[channel.BaseChannel]
 
 
 class AblationReport(base_component.BaseComponent):

@@ -13,7 +13,8 @@ import html
 import io
 import json
 import pathlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from components import ablation
 from components.contracts import LayerResponses, RunHistory

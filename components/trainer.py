@@ -22,25 +22,33 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import hashlib
 import json
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
 from components import contracts, diagnostics, models
-from components.contracts import (DIVERGED_FILE, HISTORY_FILE, PREDICTIONS_FILE, RESPONSES_FILE,
-                                  EpochRecord, LayerResponses, Predictions, RunHistory,
-                                  SplitPredictions)
+from components.contracts import (
+    DIVERGED_FILE,
+    HISTORY_FILE,
+    PREDICTIONS_FILE,
+    RESPONSES_FILE,
+    EpochRecord,
+    LayerResponses,
+    Predictions,
+    RunHistory,
+    SplitPredictions,
+)
+from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
 from components.keras_lib import keras
 from components.model_specs import get_spec, shortcut_option
-from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
 from pipeline.config import TrainingConfig
 
 READ_PARALLELISM = 4  # files read at once: fixed, so the record order never depends on the CPU
@@ -60,7 +68,7 @@ class TrainerSettings:
     shortcut: str | None = None  # None: the family's default shortcut option
 
     @classmethod
-    def from_custom_config(cls, custom_config: dict[str, Any]) -> "TrainerSettings":
+    def from_custom_config(cls, custom_config: dict[str, Any]) -> TrainerSettings:
         return contracts.from_dict(cls, custom_config)
 
 

@@ -50,7 +50,7 @@ import sys
 if __package__ in (None, ""):  # run as a file (or by the tfx CLI): make the repository importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from pipeline import config as config_lib  # noqa: E402
+from pipeline import config as config_lib
 
 ENTRYPOINT = ("python", "-m", "kubeflow.entrypoint")  # the container command of every task
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"  # the Kubernetes resource name; Vertex AI: e.g. NVIDIA_TESLA_T4
@@ -258,7 +258,7 @@ def _compile(config, output, image, pipeline_root, gpus, gpu_type, resources,
     _check_resources({kind: spec for kind, spec in per_kind.items() if spec is not None})
     cluster_config, warnings = kubeflow_config(config, pipeline_root)
     warnings += check_image(image, allow_latest_tag)
-    import components.keras_lib  # noqa: F401  (the project's Keras flavour, before TensorFlow)
+    import components.keras_lib  # noqa: F401, I001  (the project's Keras flavour, before TensorFlow)
     from tfx import v1 as tfx
 
     with contextlib.chdir(config_lib.REPO_ROOT):  # relative data paths, as in the container

@@ -198,7 +198,8 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     _require(train.train_eval_examples >= 1,
              f"train_eval_examples must be a positive integer, got {train.train_eval_examples}")
     _require(train.train_eval_every >= 0,
-             f"train_eval_every must be 0 (last epoch only) or a positive integer, got {train.train_eval_every}")
+             "train_eval_every must be 0 (last epoch only) or a positive integer, "
+             f"got {train.train_eval_every}")
     for key in ("steps_per_epoch", "eval_steps", "intra_op_threads"):
         value = getattr(train, key)
         _require(value is None or value >= 1, f"{key} must be a positive integer, got {value}")
@@ -217,7 +218,8 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     _require(train.weight_decay_scope in WEIGHT_DECAY_SCOPES,
              f"weight_decay_scope must be one of {', '.join(WEIGHT_DECAY_SCOPES)}, "
              f"got {train.weight_decay_scope!r}")
-    _require(train.base_learning_rate > 0, f"base_learning_rate must be positive, got {train.base_learning_rate}")
+    _require(train.base_learning_rate > 0,
+             f"base_learning_rate must be positive, got {train.base_learning_rate}")
     _require(train.schedule in ("cosine", "step", "constant"),
              f"schedule must be cosine, step or constant, got {train.schedule!r}")
     _require(train.mixed_precision in ("auto", "on", "off"),

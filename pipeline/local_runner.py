@@ -20,7 +20,7 @@ import time
 if __package__ in (None, ""):  # run as a file by the tfx CLI: make the repo importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from pipeline import config as config_lib  # noqa: E402
+from pipeline import config as config_lib
 
 CONFIG_ENV, PROFILE_ENV = "ABLATION_CONFIG", "ABLATION_PROFILE"
 DEFAULT_PROFILE = "smoke"

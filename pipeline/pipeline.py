@@ -8,7 +8,6 @@ schema and TrainingConfig; they differ only in the model name and seed.
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 from tfx import v1 as tfx

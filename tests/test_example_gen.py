@@ -19,16 +19,13 @@ from google.protobuf import struct_pb2
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from PIL import ImageFile
-from tfx.orchestration import metadata
-from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.orchestration import metadata, pipeline as tfx_pipeline
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils, standard_artifacts
-from tfx.types import standard_component_specs as keys
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as keys
 from tfx.utils import proto_utils
 
-from components import data_source as ds
-from components import example_gen as eg
+from components import data_source as ds, example_gen as eg
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 PETS, CIFAR_FLAT, BROKEN = FIXTURES / "pets", FIXTURES / "cifar_flat", FIXTURES / "broken"

@@ -16,8 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import data_source as ds
-from components import image_records
+from components import data_source as ds, image_records
 
 CIFAR_FLAT = pathlib.Path(__file__).resolve().parent / "fixtures" / "cifar_flat"
 PETS = CIFAR_FLAT.parent / "pets"

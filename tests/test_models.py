@@ -24,7 +24,7 @@ IMAGENET_TRAINABLE = {
 RESIDUAL_NAMES = [name for name in model_specs.MODEL_NAMES if model_specs.get_spec(name).residual]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trainable(name, shortcut=None):
     """Trainable count of `name`, built once per session with 1000 classes if ImageNet-style,
     else 10 (the counts do not depend on the input size, so 32x32 images)."""
@@ -133,7 +133,10 @@ def test_softmax_stays_float32_under_mixed_precision():
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "cifar_resnet20"])
 def test_one_add_per_residual_block_and_none_in_plain_twin(name):
     spec = model_specs.get_spec(name)
-    count_adds = lambda model: sum(isinstance(l, keras.layers.Add) for l in model.layers)
+
+    def count_adds(model):
+        return sum(isinstance(layer, keras.layers.Add) for layer in model.layers)
+
     resnet = models.build_model(name, 10, (32, 32, 3))
     plain = models.build_model(spec.twin, 10, (32, 32, 3))
     assert count_adds(resnet) == sum(spec.blocks_per_stage)

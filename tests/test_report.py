@@ -25,8 +25,13 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components import ablation, evaluation, report
-from components.contracts import (EpochRecord, LayerResponses, Predictions, RunHistory,
-                                  SplitPredictions)
+from components.contracts import (
+    EpochRecord,
+    LayerResponses,
+    Predictions,
+    RunHistory,
+    SplitPredictions,
+)
 from components.keras_lib import keras
 from components.model_specs import get_spec
 from pipeline import artifacts
@@ -66,7 +71,7 @@ def history(model, seed, val_accuracy, images_per_second=(100.0, 120.0, 400.0), 
 def predictions(correct):
     """Predictions on EVAL_IDS ids (both splits): the first `correct` right."""
     labels = tuple(i % 3 for i in range(EVAL_IDS))
-    predicted = tuple(l if i < correct else (l + 1) % 3 for i, l in enumerate(labels))
+    predicted = tuple(y if i < correct else (y + 1) % 3 for i, y in enumerate(labels))
     split = SplitPredictions(tuple(f"img{i}" for i in range(EVAL_IDS)), labels, predicted)
     return Predictions(eval=split, train=split)
 
