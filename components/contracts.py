@@ -12,6 +12,10 @@ A ModelRun artifact's URI holds two files:
   3×3 layer's response on eval images (the paper's Fig. 7).
 
 A diverged run exports no model: its serving-model directory holds only ``DIVERGED_FILE``.
+
+``TrainingConfig`` (the Trainer's part of the study's configuration, carried in its
+custom_config) and the Transform options live here too, so that components never import the
+pipeline layer; ``pipeline.config`` builds the whole configuration on top of them.
 """
 
 from __future__ import annotations
@@ -19,12 +23,56 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from typing import Any, Literal
 
 HISTORY_FILE = "history.json"
 PREDICTIONS_FILE = "predictions.json"
 RESPONSES_FILE = "responses.json"
 DIVERGED_FILE = "DIVERGED"  # the only file in a diverged run's serving-model directory
+
+# which trainable weights weight decay applies to: every one (BatchNorm gamma/beta and the dense
+# bias included, as fb.resnet.torch and torchvision's reference script do) or conv/dense kernels
+WEIGHT_DECAY_SCOPES = ("all", "kernels")
+# Transform's input normalisation, statistics over the train split: the paper's per-pixel mean
+# subtraction (section 4.2), or per-channel mean and standard deviation
+NORMALIZATIONS = ("per_channel", "per_pixel_mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Everything the Trainer does identically for every variant of the study."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    base_learning_rate: float = 0.1  # at batch 256; scaled linearly with batch_size
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    weight_decay_scope: Literal["all", "kernels"] = "all"  # see WEIGHT_DECAY_SCOPES
+    warmup_epochs: float = 1.0
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_decay_epochs: tuple[int, ...] = ()  # "step": divide the rate by 10 at these epochs
+    augment: bool = True  # random crop (pad 1/8) + horizontal flip, train split only
+    shuffle_buffer: int = 10_000
+    steps_per_epoch: int | None = None  # None: one pass over the train split
+    eval_steps: int | None = None  # None: the whole eval split
+    # The paper's training error: the model in inference mode, without augmentation, on the
+    # first train_eval_examples train records (ExampleGen's seeded order), after every
+    # train_eval_every epochs (0: after the last epoch only) and always after the last.
+    train_eval_examples: int = 10_000
+    train_eval_every: int = 1
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is visible
+    xla: bool = False
+    deterministic: bool = False  # bitwise-reproducible CPU runs (slower)
+    # TensorFlow's intra-op threads (inter-op: 1); None: its default, one per usable core. Set
+    # it, with deterministic = true, for identical results on machines with other core counts.
+    intra_op_threads: int | None = None
+
+    @property
+    def learning_rate(self) -> float:
+        """The peak learning rate: the paper's 0.1 scaled by batch_size / 256."""
+        return self.base_learning_rate * self.batch_size / 256
+
 
 Status = Literal["ok", "diverged", "running"]
 STATUSES: tuple[str, ...] = ("ok", "diverged", "running")
@@ -149,17 +197,18 @@ class LayerResponses:
 
 
 def from_dict(cls, values: Any):
-    """An instance of dataclass `cls` from plain JSON values, nested dataclasses and tuples
-    included; raises ValueError naming unknown or missing fields."""
-    import typing
-
+    """An instance of dataclass `cls` from plain values (parsed JSON, TOML or a protobuf
+    Struct): nested dataclasses, lists as tuples, whole floats as ints where the field is an int.
+    The one converter from plain data to this project's dataclasses. Raises ValueError naming
+    unknown (with the allowed ones) or missing fields."""
     if not dataclasses.is_dataclass(cls):
         return values
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+        raise ValueError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(fields)}")
     kwargs = {name: _convert(hints[name], value) for name, value in values.items()}
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -169,11 +218,11 @@ def from_dict(cls, values: Any):
 
 
 def _convert(hint: Any, value: Any) -> Any:
-    import typing
-
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if value is None:
         return None
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # a protobuf Struct stores every number as a double
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value)
     if origin is tuple:

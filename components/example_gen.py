@@ -56,7 +56,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import data_source as ds, image_records
+from components import contracts, data_source as ds, image_records
 from components.data_source import (  # re-exported: the output contract
     ID_KEY,
     IMAGE_KEY,
@@ -136,10 +136,7 @@ class ImageGenConfig:
         struct = struct_pb2.Struct()
         if not config.custom_config.Unpack(struct):
             raise ValueError("ImageExampleGen's custom_config must hold a google.protobuf.Struct")
-        values = json_format.MessageToDict(struct)
-        if "train_limit" in values:  # a Struct stores every number as a double
-            values["train_limit"] = int(values["train_limit"])
-        return cls(**values)
+        return contracts.from_dict(cls, json_format.MessageToDict(struct))
 
 
 # --- records ---------------------------------------------------------------------------------

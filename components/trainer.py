@@ -45,11 +45,11 @@ from components.contracts import (
     Predictions,
     RunHistory,
     SplitPredictions,
+    TrainingConfig,
 )
 from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
 from components.keras_lib import keras
 from components.model_specs import get_spec, shortcut_option
-from pipeline.config import TrainingConfig
 
 READ_PARALLELISM = 4  # files read at once: fixed, so the record order never depends on the CPU
 VALIDATION_SPLIT = "validation"

@@ -14,58 +14,21 @@ import json
 import os
 import pathlib
 import tomllib
-from typing import Any, Literal
+from typing import Any
 
+from components import contracts
+from components.contracts import (  # re-exported: the configuration's Trainer part
+    NORMALIZATIONS,
+    WEIGHT_DECAY_SCOPES,
+    TrainingConfig,
+)
 from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
 
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-# which trainable weights weight decay applies to: every one (BatchNorm gamma/beta and the dense
-# bias included, as fb.resnet.torch and torchvision's reference script do) or conv/dense kernels
-WEIGHT_DECAY_SCOPES = ("all", "kernels")
-# Transform's input normalisation, statistics over the train split: the paper's per-pixel mean
-# subtraction (section 4.2), or per-channel mean and standard deviation
-NORMALIZATIONS = ("per_channel", "per_pixel_mean")
-
-
 class ConfigError(ValueError):
     """An invalid configuration; its message is one line naming the value and what is allowed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """Everything the Trainer does identically for every variant of the study."""
-
-    epochs: int = 2
-    batch_size: int = 128
-    base_learning_rate: float = 0.1  # at batch 256; scaled linearly with batch_size
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    weight_decay_scope: Literal["all", "kernels"] = "all"  # see WEIGHT_DECAY_SCOPES
-    warmup_epochs: float = 1.0
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    step_decay_epochs: tuple[int, ...] = ()  # "step": divide the rate by 10 at these epochs
-    augment: bool = True  # random crop (pad 1/8) + horizontal flip, train split only
-    shuffle_buffer: int = 10_000
-    steps_per_epoch: int | None = None  # None: one pass over the train split
-    eval_steps: int | None = None  # None: the whole eval split
-    # The paper's training error: the model in inference mode, without augmentation, on the
-    # first train_eval_examples train records (ExampleGen's seeded order), after every
-    # train_eval_every epochs (0: after the last epoch only) and always after the last.
-    train_eval_examples: int = 10_000
-    train_eval_every: int = 1
-    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is visible
-    xla: bool = False
-    deterministic: bool = False  # bitwise-reproducible CPU runs (slower)
-    # TensorFlow's intra-op threads (inter-op: 1); None: its default, one per usable core. Set
-    # it, with deterministic = true, for identical results on machines with other core counts.
-    intra_op_threads: int | None = None
-
-    @property
-    def learning_rate(self) -> float:
-        """The peak learning rate: the paper's 0.1 scaled by batch_size / 256."""
-        return self.base_learning_rate * self.batch_size / 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,22 +88,13 @@ def profile_names() -> list[str]:
     return sorted(path.stem for path in PROFILES_DIR.glob("*.toml"))
 
 
-def _coerce(cls, values: dict[str, Any], where: str):
-    fields = {field.name: field for field in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; "
-                          f"allowed: {', '.join(fields)}")
-    return {key: tuple(value) if isinstance(value, list) else value
-            for key, value in values.items()}
-
-
 def from_dict(values: dict[str, Any], where: str = "config") -> PipelineConfig:
-    """Builds a PipelineConfig from plain values (a parsed profile, or a stored config)."""
-    values = dict(values)
-    training = _coerce(TrainingConfig, values.pop("training", {}), f"{where} [training]")
-    top = _coerce(PipelineConfig, values, where)
-    return PipelineConfig(**top, training=TrainingConfig(**training))
+    """Builds a PipelineConfig from plain values (a parsed profile, or a stored config);
+    raises ConfigError naming `where` and the unknown setting."""
+    try:
+        return contracts.from_dict(PipelineConfig, values)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def load_profile(name: str) -> PipelineConfig:

@@ -1,6 +1,10 @@
 """The ablation's statistics, rows and verdicts on hand-made numbers (no TensorFlow, no TFX)."""
 
+import ast
 import math
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -258,3 +262,25 @@ def test_summary_averages_seeds():
     assert entry["seeds"] == 2 and entry["ok"] == 2
     assert entry["val_accuracy_mean"] == pytest.approx(0.65)
     assert entry["val_accuracy_std"] == pytest.approx(math.sqrt(0.005))
+
+
+def test_contracts_and_statistics_import_without_tensorflow_or_tfx():
+    code = ("import sys, components.contracts, components.ablation; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tfx'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]"
+
+
+def test_components_never_import_the_pipeline_layer():
+    """Components are what the pipeline is built from; only the CLI (the top floor) may use it."""
+    root = pathlib.Path(__file__).resolve().parents[1] / "components"
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "pipeline"]
+    assert offenders == []
