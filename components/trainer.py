@@ -556,14 +556,14 @@ def run_fn(fn_args) -> None:
     backup_dir = os.path.join(settings.checkpoint_root
                               or default_checkpoint_root(fn_args.model_run_dir),
                               _run_key(settings, fn_args))
-    checkpoint = EpochCheckpoint(model, backup_dir) if backup_dir else None
-    first_epoch = checkpoint.restore() if checkpoint else 0
-    if backup_dir and (previous := read_history(backup_dir)):
+    checkpoint = EpochCheckpoint(model, backup_dir)
+    first_epoch = checkpoint.restore()
+    if previous := read_history(backup_dir):
         history = dataclasses.replace(history, epochs=previous.epochs[:first_epoch])
     recorder = HistoryRecorder(
-        history, steps * train.batch_size, [fn_args.model_run_dir] + ([backup_dir] if backup_dir else []),
+        history, steps * train.batch_size, [fn_args.model_run_dir, backup_dir],
         lambda: model.evaluate(train_subset, verbose=0, return_dict=True), train.train_eval_every)
-    callbacks = [recorder] + ([checkpoint] if checkpoint else []) + [keras.callbacks.TensorBoard(
+    callbacks = [recorder, checkpoint, keras.callbacks.TensorBoard(
         os.path.join(fn_args.model_run_dir, "logs"), profile_batch=0)]
     print(f"Training {settings.model} (seed {settings.seed}, {policy}, xla={train.xla}): "
           f"{train.epochs} epochs x {steps} steps of {train.batch_size} images; validation on "
@@ -577,8 +577,7 @@ def run_fn(fn_args) -> None:
               validation_data=dataset(fn_args.eval_files), validation_steps=train.eval_steps,
               callbacks=callbacks, verbose=2)
     _finish(recorder.history, model, fn_args, tf_transform_output, dataset)
-    if checkpoint:
-        checkpoint.delete()
+    checkpoint.delete()
 
 
 def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps: int,
