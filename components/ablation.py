@@ -138,18 +138,14 @@ def paired_difference(correct_a: Sequence[bool], correct_b: Sequence[bool],
     both, only_a, only_b = table[True, True], table[True, False], table[False, True]
     neither, n = table[False, False], len(correct_a)
     p1, p2 = (both + only_a) / n, (both + only_b) / n
-    l1, u1 = _bounds(wilson_interval(both + only_a, n, confidence))
-    l2, u2 = _bounds(wilson_interval(both + only_b, n, confidence))
+    first, second = (wilson_interval(both + only, n, confidence) for only in (only_a, only_b))
+    (l1, u1), (l2, u2) = (first.low, first.high), (second.low, second.high)
     margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
     phi = (both * neither - only_a * only_b) / math.sqrt(margins) if margins else 0.0
     delta = math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0))
     epsilon = math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0))
     theta = p1 - p2
     return Interval(theta, theta - delta, theta + epsilon), mcnemar_p(only_a, only_b)
-
-
-def _bounds(interval: Interval) -> tuple[float, float]:
-    return interval.low, interval.high
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:

@@ -543,8 +543,9 @@ def run_fn(fn_args) -> None:
     keras.utils.set_random_seed(settings.seed)
     policy = set_precision(train.mixed_precision)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    steps = train.steps_per_epoch or max(count_examples(fn_args.train_files) // train.batch_size, 1)
-    history = _new_history(settings, fn_args, tf_transform_output, steps, policy)
+    train_examples = count_examples(fn_args.train_files)
+    steps = train.steps_per_epoch or max(train_examples // train.batch_size, 1)
+    history = _new_history(settings, fn_args, tf_transform_output, steps, policy, train_examples)
     model = compiled_model(settings.model, history.num_classes, history.image_size, train, steps,
                            shortcut=settings.shortcut)
     history = dataclasses.replace(history, params=models.trainable_params(model))
@@ -581,7 +582,7 @@ def run_fn(fn_args) -> None:
 
 
 def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps: int,
-                 policy: str) -> RunHistory:
+                 policy: str, train_examples: int) -> RunHistory:
     spec = get_spec(settings.model)
     eval_split = _eval_split_name(fn_args.eval_files)
     val_split = _split_name(fn_args.eval_files)
@@ -593,7 +594,7 @@ def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps:
         xla=settings.training.xla, training=dataclasses.asdict(settings.training),
         val_split=val_split if val_split == VALIDATION_SPLIT else eval_split,
         eval_split=eval_split,
-        train_subset=min(settings.training.train_eval_examples, count_examples(fn_args.train_files)),
+        train_subset=min(settings.training.train_eval_examples, train_examples),
         shortcut=shortcut_option(spec.name, settings.shortcut) if spec.residual else "none",
         device=describe_devices())
 
