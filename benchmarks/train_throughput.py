@@ -89,11 +89,16 @@ def main() -> int:
     parser.add_argument("--data", default=f"imagefolder:{REPO.parent / 'shared/datasets/cifar10/png'}")
     parser.add_argument("--workdir", default="/tmp/throughput-benchmark")
     parser.add_argument("--xla", action="store_true")
+    parser.add_argument("--precision", choices=["auto", "on", "off"], default="auto",
+                        help="TrainingConfig.mixed_precision for both paths (default auto)")
+    parser.add_argument("--augment", action="store_true",
+                        help="random crop + flip in both paths (the Trainer's augment_batch)")
     args = parser.parse_args()
 
     pattern, transform_dir = build_inputs(args.data, args.image_size, args.images, args.workdir)
     tf_transform_output = tft.TFTransformOutput(transform_dir)
-    training = TrainingConfig(batch_size=args.batch, augment=False, xla=args.xla)
+    training = TrainingConfig(batch_size=args.batch, augment=args.augment, xla=args.xla,
+                              mixed_precision=args.precision)
     precision = trainer.set_precision(training.mixed_precision)
     strategy = trainer.distribution_strategy()
     images, labels = in_memory_arrays(pattern, tf_transform_output)
@@ -102,9 +107,15 @@ def main() -> int:
     pipeline_data = trainer.training_dataset(
         pattern, tf_transform_output, args.batch, seed=0,
         steps_per_epoch=max(len(images) // args.batch, 1), epochs=range(100),
-        shuffle_buffer=training.shuffle_buffer)
+        shuffle_buffer=training.shuffle_buffer, augment=args.augment,
+        in_memory=trainer.fits_in_memory(training, len(images), 0, args.image_size))
     bare_data = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=0)
-                 .repeat().batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+                 .repeat().batch(args.batch, drop_remainder=True))
+    if args.augment:
+        bare_data = bare_data.enumerate().map(
+            lambda i, batch: (trainer.augment_batch(batch[0], tf.stack([i, i])), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    bare_data = bare_data.prefetch(tf.data.AUTOTUNE)
     paths = {}
     for name, dataset in (("pipeline", pipeline_data), ("bare", bare_data)):
         keras.utils.set_random_seed(0)
@@ -113,8 +124,9 @@ def main() -> int:
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         steps_per_second(step, iterator, args.warmup)  # trace, compile, fill buffers
         paths[name] = (step, iterator, [])
-    for _ in range(args.windows):  # alternate so drift hits both paths alike
-        for step, iterator, rates in paths.values():
+    for window in range(args.windows):  # alternate, each path first in turn, so drift and
+        for name in sorted(paths, reverse=window % 2 == 1):  # order hit both alike
+            step, iterator, rates = paths[name]
             rates.append(steps_per_second(step, iterator, args.steps) * args.batch)
 
     input_iterator = iter(pipeline_data)
@@ -128,7 +140,8 @@ def main() -> int:
     result = {
         "model": args.model, "image_size": args.image_size, "batch": args.batch,
         "steps_per_window": args.steps, "windows": args.windows, "precision": precision,
-        "xla": args.xla, "devices": [d.name for d in tf.config.list_logical_devices()],
+        "xla": args.xla, "augment": args.augment,
+        "devices": [d.name for d in tf.config.list_logical_devices()],
         "pipeline_ips": round(pipeline_ips, 2), "bare_ips": round(bare_ips, 2),
         "input_only_ips": round(input_ips, 1),
         "ratio_pipeline_over_bare": round(pipeline_ips / bare_ips, 3),

@@ -61,12 +61,19 @@ class TrainingConfig:
     # train_eval_every epochs (0: after the last epoch only) and always after the last.
     train_eval_examples: int = 10_000
     train_eval_every: int = 1
-    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is visible
+    # auto: mixed_float16 with a GPU visible, mixed_bfloat16 on a CPU with bfloat16 units
+    # (AVX512_BF16 or AMX), else float32; on: mixed_float16 on GPUs, mixed_bfloat16 on CPUs;
+    # off: float32 (bitwise comparable with float32 runs). Softmax and loss stay float32.
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
     xla: bool = False
     deterministic: bool = False  # bitwise-reproducible CPU runs (slower)
     # TensorFlow's intra-op threads (inter-op: 1); None: its default, one per usable core. Set
     # it, with deterministic = true, for identical results on machines with other core counts.
     intra_op_threads: int | None = None
+    # The train split (and the eval and train-subset batches) decoded and transformed once and
+    # kept in memory when they take at most this many MB as float32 (0: decode every epoch).
+    # The same examples in the same order either way.
+    memory_cache_mb: int = 2048
 
     @property
     def learning_rate(self) -> float:

@@ -105,21 +105,19 @@ def count_examples(patterns: list[str] | str) -> int:
 def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Random horizontal flip and random crop after zero-padding by 1/8 of the size, per image.
 
-    Deterministic in `seed` (shape [2]); zero is the train mean after normalisation.
+    Deterministic in `seed` (shape [2]); zero is the train mean after normalisation. The crop
+    offsets are whole pixels (gathered rows and columns, no resampling).
     """
     flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     images = tf.image.stateless_random_flip_left_right(images, flip_seed)
-    size = tf.shape(images)[1]
-    pad = images.shape[1] // 8
+    size, pad = images.shape[1], images.shape[1] // 8
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    batch = tf.shape(images)[0]
-    offsets = tf.random.stateless_uniform([batch, 2], crop_seed, 0, 2 * pad + 1, tf.int32)
-    span = tf.cast(size + 2 * pad - 1, tf.float32)
-    start = tf.cast(offsets, tf.float32) / span
-    end = tf.cast(offsets + size - 1, tf.float32) / span
-    boxes = tf.concat([start, end], axis=1)  # y1, x1, y2, x2: exact pixel-grid crops
-    cropped = tf.image.crop_and_resize(padded, boxes, tf.range(batch), [size, size])
-    return tf.cast(cropped, images.dtype)
+    offsets = tf.random.stateless_uniform([tf.shape(images)[0], 2], crop_seed, 0, 2 * pad + 1,
+                                          tf.int32)
+    rows = offsets[:, :1] + tf.range(size)[tf.newaxis]  # [B, size]
+    columns = offsets[:, 1:] + tf.range(size)[tf.newaxis]
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(cropped, columns, axis=2, batch_dims=1)
 
 
 def read_records(file_patterns: list[str] | str, limit: int | None = None) -> tf.data.Dataset:
@@ -148,13 +146,33 @@ def _parser(tf_transform_output: tft.TFTransformOutput, with_ids: bool = False):
 
 
 def make_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTransformOutput,
-                 batch_size: int, *, limit: int | None = None,
-                 with_ids: bool = False) -> tf.data.Dataset:
+                 batch_size: int, *, limit: int | None = None, with_ids: bool = False,
+                 cache: bool = False) -> tf.data.Dataset:
     """Batches of (normalised images, labels[, ids]) of every record (the first `limit`), in
-    the files' fixed order, the last batch partial: for evaluation and prediction."""
-    return (read_records(file_patterns, limit).batch(batch_size)
-            .map(_parser(tf_transform_output, with_ids), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    the files' fixed order, the last batch partial: for evaluation and prediction. With
+    `cache`, the first complete pass is kept in memory and later passes read it."""
+    batches = (read_records(file_patterns, limit).batch(batch_size)
+               .map(_parser(tf_transform_output, with_ids), num_parallel_calls=tf.data.AUTOTUNE))
+    return (batches.cache() if cache else batches).prefetch(tf.data.AUTOTUNE)
+
+
+def decoded_bytes(examples: int, image_size: int) -> int:
+    """Memory that `examples` transformed images take as float32."""
+    return examples * image_size * image_size * 3 * 4
+
+
+def decoded_examples(file_patterns: list[str] | str,
+                     tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+    """Every record decoded and transformed once, held in memory: (image, label) examples in
+    the files' fixed order (the order ``read_records`` yields)."""
+    started = time.perf_counter()
+    batches = list(make_dataset(file_patterns, tf_transform_output, 512))
+    images, labels = (tf.concat(column, 0) for column in zip(*batches))
+    del batches
+    print(f"Decoded {images.shape[0]} train images into memory "
+          f"({images.numpy().nbytes / 2**20:.0f} MB) in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return tf.data.Dataset.from_tensor_slices((images, labels))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -164,33 +182,37 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def training_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTransformOutput,
                      batch_size: int, *, seed: int, steps_per_epoch: int, epochs: range,
-                     shuffle_buffer: int = 10_000, augment: bool = False) -> tf.data.Dataset:
+                     shuffle_buffer: int = 10_000, augment: bool = False,
+                     in_memory: bool = False) -> tf.data.Dataset:
     """`steps_per_epoch` full batches of (images, labels) for each epoch in `epochs`.
 
     Epoch e reads the records shuffled with ``epoch_seed(seed, e)`` (repeating if the epoch is
     longer than the split) and augments its batch i with the stateless seed (epoch seed, i):
     what epoch e sees depends on (files, seed, e) only, so a run resumed at epoch k is fed
     exactly what an uninterrupted run is fed from epoch k on. (One dataset per epoch,
-    concatenated: ``Dataset.shuffle`` takes no per-element seed.)
+    concatenated: ``Dataset.shuffle`` takes no per-element seed.) `in_memory` decodes the split
+    once (``decoded_examples``) and shuffles decoded examples instead of records: the same
+    permutation, so the same batches.
     """
-    records = read_records(file_patterns)
+    if not epochs:
+        raise ValueError(f"no epoch to train: {epochs}")
+    if in_memory:
+        examples, to_images = decoded_examples(file_patterns, tf_transform_output), None
+    else:
+        examples, to_images = read_records(file_patterns), _parser(tf_transform_output)
 
     def epoch_batches(epoch: int) -> tf.data.Dataset:
         this_seed = epoch_seed(seed, epoch)
-        batches = (records.shuffle(shuffle_buffer, seed=this_seed).repeat()
+        batches = (examples.shuffle(shuffle_buffer, seed=this_seed).repeat()
                    .batch(batch_size, drop_remainder=True).take(steps_per_epoch))
         steps = tf.data.Dataset.range(steps_per_epoch)
         return tf.data.Dataset.zip((batches, steps.map(
             lambda i: tf.stack([tf.constant(this_seed, tf.int64), i]))))
 
-    parse = _parser(tf_transform_output)
-
-    def prepare(serialized, augment_seed):
-        images, labels = parse(serialized)
+    def prepare(batch, augment_seed):
+        images, labels = to_images(batch) if to_images else batch
         return (augment_batch(images, augment_seed) if augment else images), labels
 
-    if not epochs:
-        raise ValueError(f"no epoch to train: {epochs}")
     dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, epochs))
     return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -320,10 +342,30 @@ def configure_threads(training: TrainingConfig) -> None:
             "the run in a new process (ablation run does this for you).") from None
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo)."""
+    if not os.path.exists("/proc/cpuinfo"):
+        return False
+    with open("/proc/cpuinfo") as file:
+        flags = next((line.split(":", 1)[1].split() for line in file
+                      if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_policy(mode: str) -> str:
+    """The Keras dtype policy ``TrainingConfig.mixed_precision`` = `mode` means here: on a GPU
+    mixed_float16 (auto or on); on a CPU mixed_bfloat16 (on, or auto when ``cpu_has_bfloat16``);
+    float32 otherwise and always for off."""
+    if mode == "off":
+        return "float32"
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if mode == "on" or cpu_has_bfloat16() else "float32"
+
+
 def set_precision(mode: str) -> str:
-    """Sets the Keras dtype policy: mixed_float16 when `mode` is on, or auto with a GPU visible."""
-    use_mixed = mode == "on" or (mode == "auto" and bool(tf.config.list_physical_devices("GPU")))
-    policy = "mixed_float16" if use_mixed else "float32"
+    """Sets the global Keras dtype policy to ``precision_policy(mode)``; returns its name."""
+    policy = precision_policy(mode)
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
@@ -550,10 +592,13 @@ def run_fn(fn_args) -> None:
                            shortcut=settings.shortcut)
     history = dataclasses.replace(history, params=models.trainable_params(model))
 
+    in_memory = fits_in_memory(train, train_examples, count_examples(fn_args.eval_files),
+                               history.image_size)
+
     def dataset(files, **options):
         return make_dataset(files, tf_transform_output, train.batch_size, **options)
 
-    train_subset = dataset(fn_args.train_files, limit=train.train_eval_examples)
+    train_subset = dataset(fn_args.train_files, limit=train.train_eval_examples, cache=in_memory)
     backup_dir = os.path.join(settings.checkpoint_root
                               or default_checkpoint_root(fn_args.model_run_dir),
                               _run_key(settings, fn_args))
@@ -573,12 +618,23 @@ def run_fn(fn_args) -> None:
     model.fit(training_dataset(fn_args.train_files, tf_transform_output, train.batch_size,
                                seed=settings.seed, steps_per_epoch=steps,
                                epochs=range(first_epoch, train.epochs),
-                               shuffle_buffer=train.shuffle_buffer, augment=train.augment),
+                               shuffle_buffer=train.shuffle_buffer, augment=train.augment,
+                               in_memory=in_memory),
               initial_epoch=first_epoch, epochs=train.epochs, steps_per_epoch=steps,
-              validation_data=dataset(fn_args.eval_files), validation_steps=train.eval_steps,
+              validation_data=dataset(fn_args.eval_files,
+                                      cache=in_memory and train.eval_steps is None),
+              validation_steps=train.eval_steps,
               callbacks=callbacks, verbose=2)
     _finish(recorder.history, model, fn_args, tf_transform_output, dataset)
     checkpoint.delete()
+
+
+def fits_in_memory(training: TrainingConfig, train_examples: int, eval_examples: int,
+                   image_size: int) -> bool:
+    """Whether the train split, the eval split and the train subset, decoded, fit in
+    ``training.memory_cache_mb``."""
+    examples = train_examples + eval_examples + min(training.train_eval_examples, train_examples)
+    return decoded_bytes(examples, image_size) <= training.memory_cache_mb * 2**20
 
 
 def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps: int,

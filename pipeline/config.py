@@ -151,6 +151,8 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         _require(getattr(train, key) >= 1, f"{key} must be a positive integer, got {getattr(train, key)}")
     _require(train.train_eval_examples >= 1,
              f"train_eval_examples must be a positive integer, got {train.train_eval_examples}")
+    _require(train.memory_cache_mb >= 0,
+             f"memory_cache_mb must be 0 (never cache) or more, got {train.memory_cache_mb}")
     _require(train.train_eval_every >= 0,
              "train_eval_every must be 0 (last epoch only) or a positive integer, "
              f"got {train.train_eval_every}")

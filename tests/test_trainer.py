@@ -217,6 +217,67 @@ def test_epoch_data_depends_on_seed_and_epoch_only(ingested):
     assert not np.array_equal(batches(range(0, 1), seed=2)[0], all_epochs[0])
 
 
+def test_decoded_in_memory_and_streamed_epochs_are_identical(ingested):
+    """Decoding the split once and shuffling decoded examples gives the batches that shuffling
+    records and decoding every batch gives: the cache changes speed, not data."""
+    transform = tft.TFTransformOutput(ingested.transform_graph)
+
+    def batches(in_memory):
+        dataset = trainer.training_dataset(ingested.split_files("train"), transform, 16, seed=3,
+                                           steps_per_epoch=5, epochs=range(0, 2), augment=True,
+                                           in_memory=in_memory)
+        return [(images.numpy(), labels.numpy()) for images, labels in dataset]
+
+    streamed, in_memory = batches(False), batches(True)
+    assert len(streamed) == len(in_memory) == 10
+    for (a_images, a_labels), (b_images, b_labels) in zip(streamed, in_memory):
+        np.testing.assert_array_equal(a_images, b_images)
+        np.testing.assert_array_equal(a_labels, b_labels)
+
+
+def test_augment_batch_flips_and_crops_whole_pixels_per_image():
+    images = tf.reshape(tf.range(2 * 8 * 8 * 3, dtype=tf.float32) + 1, [2, 8, 8, 3])
+    seed = tf.constant([7, 0], tf.int64)
+    out = trainer.augment_batch(images, seed).numpy()
+    assert out.shape == (2, 8, 8, 3)
+    np.testing.assert_array_equal(out, trainer.augment_batch(images, seed).numpy())
+    assert not np.array_equal(out, trainer.augment_batch(images, tf.constant([8, 0], tf.int64)))
+    seen_offsets = set()
+    for original, result in zip(images.numpy(), out):
+        padded = np.pad(original, [(1, 1), (1, 1), (0, 0)])  # pad 8 // 8 = 1 pixel of zeros
+        matches = [(flip, y, x) for flip in (False, True) for y in range(3) for x in range(3)
+                   if np.array_equal(result, (padded[:, ::-1] if flip else padded)
+                                     [y:y + 8, x:x + 8])]
+        assert len(matches) == 1  # one flip and whole-pixel offset reproduce it exactly
+        seen_offsets.add(matches[0])
+    assert set(np.unique(out)) <= set(np.unique(images.numpy())) | {0.0}  # no resampled values
+
+
+@pytest.mark.parametrize(("mode", "gpu", "bf16", "policy"), [
+    ("off", True, True, "float32"), ("auto", True, False, "mixed_float16"),
+    ("auto", False, True, "mixed_bfloat16"), ("auto", False, False, "float32"),
+    ("on", False, False, "mixed_bfloat16"), ("on", True, False, "mixed_float16")])
+def test_precision_policy_follows_the_hardware(monkeypatch, mode, gpu, bf16, policy):
+    monkeypatch.setattr(trainer, "cpu_has_bfloat16", lambda: bf16)
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["GPU:0"] if gpu and kind == "GPU" else [])
+    assert trainer.precision_policy(mode) == policy
+
+
+def test_cpu_bfloat16_detection_reads_the_cpu_flags():
+    with open("/proc/cpuinfo") as file:
+        flags = next(line for line in file if line.startswith("flags")).split()
+    assert trainer.cpu_has_bfloat16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_cache_decision_counts_train_eval_and_subset():
+    training = TrainingConfig(memory_cache_mb=860, train_eval_examples=10_000)
+    assert trainer.decoded_bytes(1, 32) == 12_288
+    assert trainer.fits_in_memory(training, 50_000, 10_000, 32)  # 70,000 x 12 KiB = 820 MiB
+    assert not trainer.fits_in_memory(training, 60_000, 10_000, 32)  # 80,000: 938 MiB
+    assert not trainer.fits_in_memory(TrainingConfig(memory_cache_mb=0), 10, 10, 32)
+
+
 def _decay_term(model, scope: str | None) -> float:
     """The weight-decay loss term add_weight_decay adds to `model` (default scope if None)."""
     if scope is None:
