@@ -1,0 +1,164 @@
+"""The PyTorch peer: the paper's CIFAR nets trained by a bare PyTorch CPU loop, images/second.
+
+The same architecture as ``components.models`` for the ``cifar_*`` family (3x3 stem with 16
+filters, three stages of 16/32/64 filters with n = (depth - 2) / 6 basic blocks, option-A
+shortcuts, global average pooling, a dense layer; no shortcut at all for plain nets; 269,722 trainable parameters at 20 layers and 853,018 at
+56, as ``components.models`` counts), SGD with
+momentum 0.9 and weight decay 1e-4, cross-entropy, real CIFAR-10 train PNGs decoded and
+normalised once and held in memory: the fastest a notebook gets, with no input pipeline cost.
+Configurations: ``eager`` (float32, NCHW), ``channels_last`` (float32, NHWC memory format),
+``bf16`` (channels_last with ``torch.autocast("cpu", torch.bfloat16)``) and ``compile``
+(channels_last under ``torch.compile``). Each configuration is timed in windows of `--steps`
+steps after `--warmup` untimed steps; the median window is reported. One JSON line per
+configuration, then a summary.
+
+Not a project dependency: run it with any Python that has torch, numpy and Pillow, e.g.
+
+    python3 -m venv /tmp/peer && /tmp/peer/bin/pip install torch numpy pillow
+    /tmp/peer/bin/python benchmarks/pytorch_peer.py --depth 20 --residual --batch 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import pathlib
+import statistics
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGURATIONS = ("eager", "channels_last", "bf16", "compile")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers; with `residual`, an option-A shortcut (subsample, zero-pad)."""
+
+    def __init__(self, channels_in: int, channels: int, stride: int, residual: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
+        self.residual, self.stride, self.missing = residual, stride, channels - channels_in
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(functional.relu(self.bn1(self.conv1(x)))))
+        if self.residual:
+            skip = x[:, :, ::self.stride, ::self.stride]
+            if self.missing:
+                skip = functional.pad(skip, (0, 0, 0, 0, self.missing // 2,
+                                             self.missing - self.missing // 2))
+            y = y + skip
+        return functional.relu(y)
+
+
+def cifar_net(depth: int, residual: bool, num_classes: int = 10) -> nn.Module:
+    blocks = (depth - 2) // 6
+    layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    channels_in = 16
+    for index, channels in enumerate((16, 32, 64)):
+        for block in range(blocks):
+            stride = 2 if index > 0 and block == 0 else 1
+            layers.append(BasicBlock(channels_in, channels, stride, residual))
+            channels_in = channels
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def load_images(folder: pathlib.Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` train PNGs spread over the class folders, as normalised NCHW float32 + labels."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    per_class = -(-count // len(classes))
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).iterdir())[:per_class]:
+            images.append(np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0)
+            labels.append(label)
+    array = np.stack(images[:count])
+    array = (array - array.mean(axis=(0, 1, 2))) / array.std(axis=(0, 1, 2))
+    return (torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(),
+            torch.tensor(labels[:count]))
+
+
+def time_configuration(name: str, args, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    torch.manual_seed(0)
+    model = cifar_net(args.depth, args.residual)
+    memory_format = torch.contiguous_format if name == "eager" else torch.channels_last
+    model = model.to(memory_format=memory_format)
+    images = images.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    forward = torch.compile(model) if name == "compile" else model
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if name == "bf16"
+                else contextlib.nullcontext())
+    batches = len(images) // args.batch
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    step = 0
+
+    def train_step():
+        nonlocal step
+        index = order[(step % batches) * args.batch:(step % batches + 1) * args.batch]
+        step += 1
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = functional.cross_entropy(forward(images[index]), labels[index])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    model.train()
+    for _ in range(args.warmup):
+        train_step()
+    rates = []
+    for _ in range(args.windows):
+        started = time.perf_counter()
+        for _ in range(args.steps):
+            loss = train_step()
+        float(loss)
+        rates.append(args.steps * args.batch / (time.perf_counter() - started))
+    return rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=20, help="6n + 2: 20, 32, 44, 56, 110")
+    parser.add_argument("--residual", action="store_true", help="residual (else plain)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--images", type=int, default=5120)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: its own)")
+    parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
+    parser.add_argument("--data", type=pathlib.Path,
+                        default=REPO.parent / "shared/datasets/cifar10/png/train")
+    args = parser.parse_args()
+    if (args.depth - 2) % 6:
+        parser.error(f"--depth must be 6n + 2 (20, 32, 44, 56, 110), got {args.depth}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    images, labels = load_images(args.data, args.images)
+    model = f"cifar_{'resnet' if args.residual else 'plain'}{args.depth}"
+    results = {}
+    for name in args.configurations.split(","):
+        rates = time_configuration(name, args, images, labels)
+        results[name] = statistics.median(rates)
+        print(json.dumps({"model": model, "configuration": name, "batch": args.batch,
+                          "torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "ips": round(results[name], 1),
+                          "windows_ips": [round(r, 1) for r in rates]}), flush=True)
+    best = max(results, key=results.get)
+    print(f"{model} batch {args.batch}, torch {torch.__version__}: "
+          + ", ".join(f"{k} {v:.0f} img/s" for k, v in results.items())
+          + f"; best {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
