@@ -2,9 +2,9 @@
 
 The same architecture as ``components.models`` for the ``cifar_*`` family (3x3 stem with 16
 filters, three stages of 16/32/64 filters with n = (depth - 2) / 6 basic blocks, option-A
-shortcuts, global average pooling, a dense layer; no shortcut at all for plain nets; 269,722 trainable parameters at 20 layers and 853,018 at
-56, as ``components.models`` counts), SGD with
-momentum 0.9 and weight decay 1e-4, cross-entropy, real CIFAR-10 train PNGs decoded and
+shortcuts, global average pooling, a dense layer; no shortcut at all for plain nets; 269,722
+trainable parameters at 20 layers and 853,018 at 56, as ``components.models`` counts), SGD
+with momentum 0.9 and weight decay 1e-4, cross-entropy, real CIFAR-10 train PNGs decoded and
 normalised once and held in memory: the fastest a notebook gets, with no input pipeline cost.
 Configurations: ``eager`` (float32, NCHW), ``channels_last`` (float32, NHWC memory format),
 ``bf16`` (channels_last with ``torch.autocast("cpu", torch.bfloat16)``) and ``compile``
