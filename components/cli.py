@@ -71,17 +71,23 @@ def _config_from(args: argparse.Namespace, base):
     import os
     import shlex
 
+    from components.data_source import parse_data
     from pipeline import config as config_lib
 
-    data = args.data
-    if data and data.startswith("imagefolder:") and not os.path.isabs(data[len("imagefolder:"):]):
-        data = "imagefolder:" + os.path.abspath(data[len("imagefolder:"):])
+    try:
+        data = parse_data(args.data).spec if args.data is not None else None
+    except ValueError as error:
+        raise config_lib.ConfigError(f"--data: {error}") from None
     root = getattr(args, "pipeline_root", None) or getattr(args, "output", None)
-    if root and "://" not in root:
-        root = os.path.abspath(root)
+    if root and not config_lib.is_uri(root):
+        root = os.path.abspath(os.path.expanduser(root))
+    try:
+        beam_args = tuple(shlex.split(args.beam_args)) if args.beam_args else None
+    except ValueError as error:  # unbalanced quotes
+        raise config_lib.ConfigError(f"--beam-args {args.beam_args!r}: {error}") from None
     return config_lib.with_overrides(
         base, data=data, image_size=args.image_size, train_limit=args.train_limit,
-        pipeline_root=root, beam_args=tuple(shlex.split(args.beam_args)) if args.beam_args else None,
+        pipeline_root=root, beam_args=beam_args,
         models=tuple(args.models.split(",")) if getattr(args, "models", None) else None,
         seeds=getattr(args, "seeds", None), first_seed=getattr(args, "first_seed", None),
         epochs=getattr(args, "epochs", None),

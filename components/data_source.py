@@ -1,6 +1,7 @@
-"""Where the pipeline's images come from: one data string, its splits, labels and image checks.
+"""Where the pipeline's images come from: one data string, its splits and labels.
 
-Pure Python and PIL; ``tensorflow_datasets`` is imported only inside the functions that need it.
+Pure Python; ``tensorflow_datasets`` is imported only inside the functions that need it. The
+image checks are in ``components.image_checks``.
 
 A data set is named by one string (``parse_data``):
 
@@ -38,15 +39,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
 import os
 import re
-import struct
-import zlib
 from collections.abc import Iterator, Mapping
 from typing import Literal
-
-from PIL import Image
 
 TRAIN, EVAL, VALIDATION = "train", "eval", "validation"
 
@@ -63,11 +59,6 @@ EVAL_SPLIT_NAMES: Mapping[str, str] = {
     "test": "test", "validation": "validation", "val": "validation", "valid": "validation",
     "eval": "eval"}
 HELD_OUT = "held_out"  # eval_split_name of an eval split hashed out of train
-
-SKIP_REASONS = ("empty", "not_an_image", "unsupported_format", "truncated", "undecodable")
-# The formats tf.io.decode_image decodes. PIL calls JPEGs carrying an MP (multi-picture)
-# extension, as many cameras write them, "MPO"; TensorFlow decodes them as JPEG.
-SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "BMP"})
 
 _FORMS = ("'tfds:NAME[:CONFIG]' (a tensorflow-datasets image classification set, e.g. "
           "'tfds:cifar10') or 'imagefolder:PATH' (PATH/<split>/<class>/<file> or "
@@ -91,15 +82,34 @@ class DataSource:
         if self.kind == "imagefolder" and not os.path.isdir(self.path):
             raise ValueError(f"image folder {self.path!r} does not exist or is not a directory")
 
+    @property
+    def spec(self) -> str:
+        """The data string of this source (an image folder's path absolute)."""
+        if self.kind == "imagefolder":
+            return f"imagefolder:{self.path}"
+        return "tfds:" + self.name.replace("/", ":")
 
-def parse_data(spec: str) -> DataSource:
+    def relative_to(self, root: str | os.PathLike) -> str | None:
+        """The data string with the image folder's path relative to `root` (``/`` separators),
+        None if the folder lies outside `root`; a tfds source's ``spec``."""
+        if self.kind != "imagefolder":
+            return self.spec
+        relative = os.path.relpath(self.path, root)
+        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+            return None
+        return f"imagefolder:{relative.replace(os.sep, '/')}"
+
+
+def parse_data(spec: str, base: str | os.PathLike | None = None) -> DataSource:
     """Parses a data string (see the module docstring); raises ValueError naming it if invalid.
 
-    Only the syntax is checked; ``DataSource.check`` checks that an image folder exists.
+    An image folder's path has ``~`` expanded and, if relative, is taken relative to `base`
+    (default: the working directory). Only the syntax is checked; ``DataSource.check`` checks
+    that an image folder exists.
     """
     if isinstance(spec, str) and spec.startswith("imagefolder:") and spec[len("imagefolder:"):]:
-        path = os.path.abspath(os.path.expanduser(spec[len("imagefolder:"):]))
-        return DataSource("imagefolder", path=path)
+        path = os.path.expanduser(spec[len("imagefolder:"):])
+        return DataSource("imagefolder", path=os.path.abspath(os.path.join(base or os.getcwd(), path)))
     match = _TFDS_SPEC.fullmatch(spec) if isinstance(spec, str) else None
     if match:
         name, config = match.groups()
@@ -295,18 +305,25 @@ def _class_folders(root: str) -> dict[str, str]:
     return {name: name for name in splits}
 
 
-def list_imagefolder(root: str) -> ImageFolder:
-    """Lists an image folder (``PATH/<split>/<class>/...`` or ``PATH/<class>/...``).
-
-    Raises ValueError (naming the folder) if it does not exist, has no class folders, has no
-    train split, or has a top-level folder that is not a known split name next to split folders.
-    """
+def _class_layout(root: str) -> tuple[dict[str, str], dict[str, list[str]], tuple[str, ...]]:
+    """(split folder -> source split, split folder -> its class folders, labels), from folder
+    names only; raises ValueError as ``list_imagefolder``."""
     DataSource("imagefolder", path=root).check()
     split_dirs = _class_folders(root)
     classes = {split_dir: _visible_dirs(os.path.join(root, split_dir)) for split_dir in split_dirs}
     labels = tuple(sorted({name for names in classes.values() for name in names}))
     if not labels:
         raise ValueError(f"image folder {root!r} has no class folders")
+    return split_dirs, classes, labels
+
+
+def list_imagefolder(root: str) -> ImageFolder:
+    """Lists an image folder (``PATH/<split>/<class>/...`` or ``PATH/<class>/...``).
+
+    Raises ValueError (naming the folder) if it does not exist, has no class folders, has no
+    train split, or has a top-level folder that is not a known split name next to split folders.
+    """
+    split_dirs, classes, labels = _class_layout(root)
     index = {name: label for label, name in enumerate(labels)}
     files, prefix = [], len(os.path.join(root, ""))
     for split_dir, source_split in split_dirs.items():
@@ -369,12 +386,11 @@ def _tfds_builder(name: str, data_dir: str | None):
 
 
 def class_names(source: DataSource, tfds_data_dir: str | None = None) -> tuple[str, ...]:
-    """The class names in label order, without reading or preparing any image.
+    """The class names in label order, without listing, reading or preparing any image.
 
     For tfds they come from the builder's feature description (known without a download)."""
     if source.kind == "imagefolder":
-        source.check()
-        return tuple(list_imagefolder(source.path).labels)
+        return _class_layout(source.path)[2]
     builder = _tfds_builder(source.name, tfds_data_dir)
     _, label_key = _image_and_label_keys(source.name, builder.info)
     return tuple(builder.info.features[label_key].names)
@@ -418,122 +434,3 @@ def read_tfds_part(source: TfdsSource, part) -> Iterator[tuple[str, int, bytes]]
     for record in tfds.as_numpy(dataset):
         yield (record["tfds_id"].decode("utf-8"), int(record[source.label_key]),
                bytes(record[source.image_key]))
-
-
-# --- image checks ----------------------------------------------------------------------------
-
-def check_image(data: bytes) -> str | None:
-    """Returns why an encoded image must be skipped (one of ``SKIP_REASONS``), or None to keep it.
-
-    "empty": zero bytes; "not_an_image": not a format PIL identifies; "unsupported_format": not
-    PNG, JPEG, GIF or BMP (what ``tf.io.decode_image`` reads); "truncated": the data ends early;
-    "undecodable": any other decoding failure. Content decides, never a file name. Grayscale,
-    CMYK, palette and alpha images are kept: TensorFlow decodes them to 3 channels.
-
-    PNGs are checked by ``check_png`` (their pixel data is inflated, not unfiltered: the
-    verdict of TensorFlow's decoder in the tests, in a third of PIL's time); every other format
-    is decoded with PIL.
-    """
-    if not data:
-        return "empty"
-    if data.startswith(PNG_SIGNATURE):
-        return check_png(data)
-    return decode_with_pil(data)
-
-
-def decode_with_pil(data: bytes) -> str | None:
-    """``check_image``'s verdict from a full decode with PIL.
-
-    Relies on PIL's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` (never set it).
-    """
-    try:
-        image = Image.open(io.BytesIO(data))
-    except Image.UnidentifiedImageError:
-        return "not_an_image"
-    except Exception:  # noqa: BLE001  (a header PIL recognises but cannot parse, a huge image)
-        return "undecodable"
-    with image:
-        if image.format not in SUPPORTED_FORMATS:
-            return "unsupported_format"
-        try:
-            image.load()
-        except Exception as error:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ...)
-            truncated = isinstance(error, EOFError) or "truncated" in str(error)
-            return "truncated" if truncated else "undecodable"
-    return None
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# PNG colour type -> (channels, allowed bit depths)
-_PNG_COLOR_TYPES = {0: (1, {1, 2, 4, 8, 16}), 2: (3, {8, 16}), 3: (1, {1, 2, 4, 8}),
-                    4: (2, {8, 16}), 6: (4, {8, 16})}
-# Adam7 interlacing: (first column, first row, column step, row step) of each pass
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
-          (0, 1, 1, 2))
-
-
-def check_png(data: bytes) -> str | None:
-    """``check_image``'s verdict on PNG data, checked the way libpng reads it.
-
-    The chunks must be complete ("truncated" otherwise) with a valid IHDR first, a PLTE in a
-    palette image, and correct CRCs on the critical chunks (IHDR, PLTE,
-    IDAT, IEND; libpng ignores bad ancillary ones). The IDAT stream is inflated: it must be valid
-    zlib ("undecodable") holding exactly one filter byte (0-4) plus the packed pixels of every
-    row ("truncated" if shorter), and IEND must end the image ("truncated" without it). Data
-    after IEND is ignored.
-    """
-    view, position = memoryview(data), len(PNG_SIGNATURE)
-    header, palette, pixel_data = None, False, []
-    while True:
-        if position + 12 > len(data):
-            return "truncated"  # also when IEND is missing
-        length, kind = struct.unpack_from(">I4s", data, position)
-        end = position + 12 + length
-        if end > len(data):
-            return "truncated"
-        critical = not kind[0] & 0x20
-        if critical and zlib.crc32(view[position + 4:end - 4]) != struct.unpack_from(
-                ">I", data, end - 4)[0]:
-            return "undecodable"
-        body = view[position + 8:end - 4]
-        if (header is None) != (kind == b"IHDR"):
-            return "undecodable"  # IHDR must come first, and only once
-        if kind == b"IHDR":
-            header = bytes(body)
-        elif kind == b"PLTE":
-            palette = True
-        elif kind == b"IDAT":
-            pixel_data.append(body)
-        elif kind == b"IEND":
-            break
-        position = end
-    return _check_png_pixels(header, palette, pixel_data)
-
-
-def _check_png_pixels(header: bytes, palette: bool, pixel_data: list) -> str | None:
-    if len(header) != 13:
-        return "undecodable"
-    width, height, depth, color, compression, filtering, interlace = struct.unpack(">IIBBBBB",
-                                                                                   header)
-    channels, depths = _PNG_COLOR_TYPES.get(color, (0, ()))
-    if (not width or not height or depth not in depths or compression or filtering
-            or interlace > 1 or (color == 3 and not palette)
-            or width * height > 2 * Image.MAX_IMAGE_PIXELS):
-        return "undecodable"
-    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
-    rows = [(-(-(height - y0) // dy), 1 + (-(-(width - x0) // dx) * channels * depth + 7) // 8)
-            for x0, y0, dx, dy in passes if width > x0 and height > y0]
-    expected = sum(count * size for count, size in rows)
-    inflater = zlib.decompressobj()
-    try:
-        pixels = inflater.decompress(b"".join(pixel_data), expected)
-    except zlib.error:
-        return "undecodable"
-    if len(pixels) < expected:
-        return "truncated"
-    start = 0
-    for count, size in rows:
-        if max(pixels[start:start + count * size:size]) > 4:
-            return "undecodable"  # a row's filter type is not one PNG defines
-        start += count * size
-    return None

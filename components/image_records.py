@@ -31,7 +31,7 @@ from apache_beam.io.filebasedsink import FileBasedSink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components import data_source as ds
+from components import data_source as ds, image_checks
 
 KEPT = "kept"
 OUTCOME = "outcome"  # the tagged output of ``to_examples`` that carries each unit's Outcomes
@@ -200,7 +200,7 @@ class Outcomes:
         """{"kept": n, "skipped": {reason: n for every reason}, "first_skipped": [[where,
         reason], ...], "digests": [sorted content digests of the kept images]}."""
         return {"kept": self.counts[KEPT],
-                "skipped": {reason: self.counts[reason] for reason in ds.SKIP_REASONS},
+                "skipped": {reason: self.counts[reason] for reason in image_checks.SKIP_REASONS},
                 "first_skipped": [list(entry) for entry in self.first_skipped],
                 "digests": sorted(self.digests)}
 
@@ -224,7 +224,7 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
         if data is None:
             with open(candidate.where, "rb") as file:
                 data = file.read()
-        reason = ds.check_image(data)
+        reason = image_checks.check_image(data)
         counts[reason or KEPT] += 1
         if reason is None:
             examples.append(serialize_example(data, candidate.label, labels[candidate.label],

@@ -114,7 +114,7 @@ def kubeflow_config(config: config_lib.PipelineConfig, pipeline_root: str | None
     relative to it (the container's working directory).
     """
     root = pipeline_root or config.pipeline_root
-    if "://" not in root:
+    if not config_lib.is_uri(root):
         raise config_lib.ConfigError(
             f"pipeline root {root!r} is a local path; a Kubeflow pipeline root is a URI the "
             f"cluster can write, e.g. --pipeline-root gs://BUCKET/resnet-ablation")
@@ -126,19 +126,14 @@ def kubeflow_config(config: config_lib.PipelineConfig, pipeline_root: str | None
             f"pipeline root scheme {scheme}:// : the TFX executors read and write artifacts with "
             f"tf.io.gfile, which in TensorFlow 2.21 implements only gs:// (and local paths) "
             f"without a filesystem plugin; see kubeflow/README.md")
-    data = config.data
-    if data.startswith("imagefolder:"):
-        from components.data_source import parse_data
-
-        path = pathlib.Path(parse_data(data).path)
-        if path.is_relative_to(config_lib.REPO_ROOT):
-            data = f"imagefolder:{path.relative_to(config_lib.REPO_ROOT).as_posix()}"
-        else:
-            warnings.append(f"image folder {path} is outside the repository: it must exist at "
-                            f"that path inside the container (e.g. a mounted volume)")
+    data = config.source.relative_to(config_lib.REPO_ROOT)
+    if data is None:
+        data = config.data
+        warnings.append(f"image folder {config.source.path} is outside the repository: it must "
+                        f"exist at that path inside the container (e.g. a mounted volume)")
     for key in ("tfds_data_dir", "tfds_download_dir", "tfds_manual_dir"):
         value = getattr(config, key)
-        if value and "://" not in value:
+        if value and not config_lib.is_uri(value):
             warnings.append(f"{key} {value} is a local path: it must exist inside the container")
     return dataclasses.replace(config, pipeline_root=root, data=data), warnings
 

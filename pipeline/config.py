@@ -9,6 +9,7 @@ checked before a component runs and raises ``ConfigError`` with one line saying 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -22,11 +23,17 @@ from components.contracts import (  # re-exported: the configuration's Trainer p
     WEIGHT_DECAY_SCOPES,
     TrainingConfig,
 )
+from components.data_source import DataSource, parse_data
 from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
 
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+def is_uri(path: str) -> bool:
+    """Whether `path` names remote storage (``scheme://...``) rather than a local path."""
+    return "://" in path
+
+
 class ConfigError(ValueError):
     """An invalid configuration; its message is one line naming the value and what is allowed."""
 
@@ -55,6 +62,11 @@ class PipelineConfig:
     tfds_manual_dir: str | None = None
     beam_args: tuple[str, ...] = ()
     training: TrainingConfig = TrainingConfig()
+
+    @functools.cached_property
+    def source(self) -> DataSource:
+        """``data`` parsed (``components.data_source.parse_data``); ValueError if invalid."""
+        return parse_data(self.data)
 
     @property
     def metadata_path(self) -> str:
@@ -111,11 +123,13 @@ def _anchor_paths(values: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
     """Makes a relative pipeline_root and imagefolder path absolute, relative to `base`."""
     values = dict(values)
     root = values.get("pipeline_root")
-    if root and "://" not in root and not os.path.isabs(root):
+    if isinstance(root, str) and root and not is_uri(root) and not os.path.isabs(root):
         values["pipeline_root"] = os.path.normpath(base / root)
-    data = values.get("data", "")
-    if data.startswith("imagefolder:") and not os.path.isabs(data.split(":", 1)[1]):
-        values["data"] = f"imagefolder:{os.path.normpath(base / data.split(':', 1)[1])}"
+    if isinstance(values.get("data"), str):
+        try:
+            values["data"] = parse_data(values["data"], base).spec
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     return values
 
 
@@ -138,8 +152,6 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: PipelineConfig) -> PipelineConfig:
     """Checks `config` before anything runs; returns it unchanged or raises ConfigError."""
-    from components.data_source import parse_data
-
     train = config.training
     unknown = [name for name in config.models if name not in MODEL_NAMES]
     _require(not unknown, f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(MODEL_NAMES)}")
@@ -181,7 +193,7 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     _require(train.mixed_precision in ("auto", "on", "off"),
              f"mixed_precision must be auto, on or off, got {train.mixed_precision!r}")
     try:
-        parse_data(config.data)
+        config.source  # noqa: B018  (parsing is the check)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     _check_writable(config.pipeline_root)
@@ -189,7 +201,7 @@ def validate(config: PipelineConfig) -> PipelineConfig:
 
 
 def _check_writable(root: str) -> None:
-    if "://" in root:  # gs://, s3://: checked by the orchestrator at run time
+    if is_uri(root):  # gs://, s3://: checked by the orchestrator at run time
         return
     path = pathlib.Path(root).resolve()
     existing = next(p for p in (path, *path.parents) if p.exists())

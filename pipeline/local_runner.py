@@ -76,7 +76,7 @@ def _component_progress():
 
 def store_effective_config(config: config_lib.PipelineConfig) -> pathlib.Path | None:
     """Writes the effective config to <root>/configs/<fingerprint>.json (local roots only)."""
-    if "://" in config.pipeline_root:
+    if config_lib.is_uri(config.pipeline_root):
         return None
     path = pathlib.Path(config.pipeline_root, "configs", f"{config.fingerprint()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

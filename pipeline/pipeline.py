@@ -132,12 +132,12 @@ def create_pipeline(config: PipelineConfig, *, data_only: bool = False,
 
     `local_metadata` puts MLMD in SQLite under the pipeline root (local runs); Kubeflow
     provides its own store, so the Kubeflow runner passes False."""
-    from components.data_source import class_names, parse_data
+    from components.data_source import class_names
 
     data = data_components(config)
     components = list(data.values())
     if not data_only:
-        num_classes = len(class_names(parse_data(config.data), config.tfds_data_dir))
+        num_classes = len(class_names(config.source, config.tfds_data_dir))
         components += list(training_components(config, data, num_classes).values())
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -25,12 +25,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as keys
 from tfx.utils import proto_utils
 
-from components import data_source as ds, example_gen as eg
+from components import data_source as ds, example_gen as eg, image_checks
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 PETS, CIFAR_FLAT, BROKEN = FIXTURES / "pets", FIXTURES / "cifar_flat", FIXTURES / "broken"
 SMOKE = pathlib.Path(__file__).resolve().parents[1] / "data" / "cifar10_smoke"  # train/, test/
-NO_SKIPS = dict.fromkeys(ds.SKIP_REASONS, 0)
+NO_SKIPS = dict.fromkeys(image_checks.SKIP_REASONS, 0)
 
 
 # --- a local tfds data set built from the pets fixture ---------------------------------------

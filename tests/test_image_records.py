@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import data_source as ds, image_records
+from components import data_source as ds, image_checks, image_records
 
 CIFAR_FLAT = pathlib.Path(__file__).resolve().parent / "fixtures" / "cifar_flat"
 PETS = CIFAR_FLAT.parent / "pets"
@@ -77,7 +77,7 @@ def interlaced_png(pixels: np.ndarray) -> bytes:
                                            (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
                     if x0 < width for y in range(y0, height, dy))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
-    return (ds.PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows))
+    return (image_checks.PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows))
             + png_chunk(b"IEND", b""))
 
 
@@ -104,7 +104,7 @@ def tensorflow_decodes(data: bytes) -> bool:
 @pytest.mark.parametrize("name", list(encoded_pngs()))
 def test_png_check_agrees_with_tensorflows_decoder_on_damaged_pngs(name):
     data = encoded_pngs()[name]
-    assert ds.check_png(data) is None and ds.check_image(data) is None
+    assert image_checks.check_png(data) is None and image_checks.check_image(data) is None
     assert tensorflow_decodes(data)
     rng = random.Random(name)
     damaged = {f"cut at {n}": data[:n] for n in range(8, len(data), max(1, len(data) // 40))}
@@ -115,7 +115,7 @@ def test_png_check_agrees_with_tensorflows_decoder_on_damaged_pngs(name):
     damaged["IEND missing"] = data[:data.rindex(b"IEND") - 4]
     damaged["bytes after IEND"] = data + b"trailing"
 
-    verdicts = {what: ds.check_png(damage) for what, damage in damaged.items()}
+    verdicts = {what: image_checks.check_png(damage) for what, damage in damaged.items()}
     disagree = {what: verdict for what, verdict in verdicts.items()
                 if (verdict is None) != tensorflow_decodes(damaged[what])}
     assert not disagree
@@ -130,7 +130,7 @@ def test_jpeg_check_agrees_with_tensorflows_decoder_on_damaged_jpegs():
     rng, verdicts = random.Random(0), {}
     for path in sorted(PETS.glob("*/*/*.jpg"))[:3]:
         data = path.read_bytes()
-        assert ds.check_image(data) is None and tensorflow_decodes(data)
+        assert image_checks.check_image(data) is None and tensorflow_decodes(data)
         for n in range(2, len(data), max(1, len(data) // 12)):
             verdicts[f"{path.name} cut at {n}"] = data[:n]
         for _ in range(12):
@@ -138,9 +138,9 @@ def test_jpeg_check_agrees_with_tensorflows_decoder_on_damaged_jpegs():
             flipped[offset] ^= 1 << rng.randrange(8)
             verdicts[f"{path.name} bit flipped at {offset}"] = bytes(flipped)
     disagree = [what for what, damaged in verdicts.items()
-                if (ds.check_image(damaged) is None) != tensorflow_decodes(damaged)]
+                if (image_checks.check_image(damaged) is None) != tensorflow_decodes(damaged)]
     assert not disagree
-    assert sum(ds.check_image(damaged) is not None for damaged in verdicts.values()) > 10
+    assert sum(image_checks.check_image(damaged) is not None for damaged in verdicts.values()) > 10
 
 
 def test_png_check_reasons():
@@ -148,12 +148,12 @@ def test_png_check_reasons():
     idat = data.index(b"IDAT")
     garbled = bytearray(data)
     garbled[idat + 10:idat + 42] = bytes(b ^ 0xFF for b in garbled[idat + 10:idat + 42])
-    assert ds.check_png(data[:idat + 20]) == "truncated"  # ends inside the pixel data
-    assert ds.check_png(bytes(garbled)) == "undecodable"  # IDAT's CRC no longer matches
+    assert image_checks.check_png(data[:idat + 20]) == "truncated"  # ends inside the pixel data
+    assert image_checks.check_png(bytes(garbled)) == "undecodable"  # IDAT's CRC no longer matches
     header = struct.pack(">IIBBBBB", 4, 4, 8, 3, 0, 0, 0)  # a palette image ...
-    no_palette = (ds.PNG_SIGNATURE + png_chunk(b"IHDR", header)
+    no_palette = (image_checks.PNG_SIGNATURE + png_chunk(b"IHDR", header)
                   + png_chunk(b"IDAT", zlib.compress(b"\x00" * 20)) + png_chunk(b"IEND", b""))
-    assert ds.check_png(no_palette) == "undecodable"  # ... without its PLTE
+    assert image_checks.check_png(no_palette) == "undecodable"  # ... without its PLTE
     assert not tensorflow_decodes(no_palette)
 
 
