@@ -139,13 +139,9 @@ def id_fraction(record_id: str) -> float:
 
 
 def limit_key(record_id: str) -> tuple[int, str]:
-    """Sort key of ``first_by_hash``: the stable hash, ties broken by the id."""
+    """The order ``train_limit`` keeps records in (the first N of it): the stable hash, ties
+    broken by the id."""
     return id_hash(record_id), record_id
-
-
-def first_by_hash(record_ids, limit: int) -> list[str]:
-    """The `limit` ids with the smallest ``limit_key``: a deterministic subset."""
-    return sorted(record_ids, key=limit_key)[:limit]
 
 
 def logical_splits(validation_fraction: float = 0.0) -> tuple[str, ...]:

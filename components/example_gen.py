@@ -39,7 +39,6 @@ import random
 from typing import Any
 
 import apache_beam as beam
-import tensorflow as tf
 from absl import logging
 from google.protobuf import json_format, struct_pb2
 from tfx import types
@@ -57,14 +56,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import contracts, data_source as ds, image_records
-from components.data_source import (  # re-exported: the output contract
-    ID_KEY,
-    IMAGE_KEY,
-    LABEL_KEY,
-    LABEL_NAME_KEY,
-    LABELS_FILE,
-    SKIPPED_FILE,
-)
+from components.data_source import LABELS_FILE, SKIPPED_FILE
 
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
 FILES_PER_CHUNK = 256  # records in a work unit: image-folder files or train-limit batches
@@ -78,8 +70,8 @@ _WORK_DIR_NAME = "_image_example_gen_work"  # under the Examples URI; removed af
 class ImageGenConfig:
     """The component's settings; constructing one validates them (ValueError otherwise).
 
-    ``train_limit``: keep only the train records ``data_source.first_by_hash`` picks from the
-    split's record ids (a deterministic subset for fast profiles). It selects among the
+    ``train_limit``: keep only the first train records in ``data_source.limit_key`` order of
+    their ids (a deterministic subset for fast profiles). It selects among the
     candidate records before the image checks, so a limited split may hold fewer images if some
     of those are skipped. It applies after validation is carved out; eval and validation are
     never limited.
@@ -416,22 +408,3 @@ def image_input_config(splits: tuple[str, ...] = ds.LOGICAL_SPLITS) -> example_g
     name: train -> train, eval -> eval (, validation -> validation)."""
     return example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name=split, pattern=split) for split in splits])
-
-
-def read_examples(examples: types.Artifact | str, split: str) -> list[dict[str, Any]]:
-    """Reads one split of an Examples artifact (or its URI) back, sorted by id.
-
-    Each record is {"id": str, "label": int, "label_name": str, "image": bytes}.
-    """
-    uri = examples if isinstance(examples, str) else examples.uri
-    files = fileio.glob(os.path.join(uri, f"Split-{split}", "*.gz"))
-    records = []
-    for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
-        feature = tf.train.Example.FromString(serialized).features.feature
-        records.append({
-            ID_KEY: feature[ID_KEY].bytes_list.value[0].decode("utf-8"),
-            LABEL_KEY: feature[LABEL_KEY].int64_list.value[0],
-            LABEL_NAME_KEY: feature[LABEL_NAME_KEY].bytes_list.value[0].decode("utf-8"),
-            IMAGE_KEY: feature[IMAGE_KEY].bytes_list.value[0],
-        })
-    return sorted(records, key=lambda record: record[ID_KEY])

@@ -26,6 +26,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import proto_utils
 
 from components import data_source as ds, example_gen as eg, image_checks
+from tests.helpers import first_by_hash, read_examples
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 PETS, CIFAR_FLAT, BROKEN = FIXTURES / "pets", FIXTURES / "cifar_flat", FIXTURES / "broken"
@@ -154,7 +155,7 @@ def ids(records) -> list[str]:
 
 def split_ids(examples) -> tuple[list[str], list[str]]:
     """The sorted record ids of the train and the eval split."""
-    return ids(eg.read_examples(examples, "train")), ids(eg.read_examples(examples, "eval"))
+    return ids(read_examples(examples, "train")), ids(read_examples(examples, "eval"))
 
 
 def in_band(record_ids, low: float, high: float) -> list[str]:
@@ -171,7 +172,7 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
     assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
     assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train", "labels.json",
                                                 "skipped.json"]
-    train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
+    train, evaluation = read_examples(examples, "train"), read_examples(examples, "eval")
     assert ids(train) == [i for i in folder_ids(PETS) if i.startswith("train/")]
     assert ids(evaluation) == [i for i in folder_ids(PETS) if i.startswith("validation/")]
     assert (len(train), len(evaluation)) == (6, 4)
@@ -251,7 +252,7 @@ def test_no_split_level_is_hash_split_and_deterministic_through_the_pipeline(tmp
     # The same data again, through the component in a LocalDagRunner pipeline with ML Metadata,
     # now with train_limit: eval is identical, train is the 5 smallest ids by hash.
     published = run_pipeline(tmp_path, eg.ImageExampleGen(data=data, train_limit=5))
-    assert split_ids(published.uri) == (sorted(ds.first_by_hash(train, 5)), evaluation)
+    assert split_ids(published.uri) == (sorted(first_by_hash(train, 5)), evaluation)
     properties = published.custom_properties
     assert properties["examples_train"].int_value == 5
     assert properties["examples_eval"].int_value == len(evaluation)
@@ -268,10 +269,10 @@ def test_tfds_set_with_test_split_keeps_classlabel_order_and_stored_bytes(tmp_pa
     examples = run_executor(tmp_path, "tfds:example_gen_test_pets:with_test",
                             tfds_data_dir=str(tfds_dir), train_limit=4)
     stored = {split: stored_tfds_records(name, tfds_dir, split) for split in ("train", "test")}
-    train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
+    train, evaluation = read_examples(examples, "train"), read_examples(examples, "eval")
 
     assert ids(evaluation) == sorted(stored["test"])  # eval is never limited
-    assert ids(train) == sorted(ds.first_by_hash(stored["train"], 4))
+    assert ids(train) == sorted(first_by_hash(stored["train"], 4))
     for record in train + evaluation:
         image, label = {**stored["train"], **stored["test"]}[record["id"]]
         assert (record["image"], record["label"]) == (image, label)
@@ -313,7 +314,7 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
         "examples": {"train": 8, "eval": 1},
         "first_skipped": sorted(str(BROKEN / i) for i in skipped),
         "eval_split_name": "validation", "duplicates_of_train": {"eval": 0}}
-    train, evaluation = eg.read_examples(examples, "train"), eg.read_examples(examples, "eval")
+    train, evaluation = read_examples(examples, "train"), read_examples(examples, "eval")
     assert ids(train) + ids(evaluation) == kept
     assert {i.split("/")[-1] for i in ids(train)} >= {
         "png_named.jpg", "gray.jpg", "cmyk.jpg", "palette.png", "tiny.gif", "tiny.bmp"}
@@ -420,10 +421,10 @@ def test_validation_split_follows_the_papers_cifar_protocol(tmp_path):
     assert sorted(os.listdir(examples.uri)) == [
         "Split-eval", "Split-train", "Split-validation", "labels.json", "skipped.json"]
     train, evaluation = split_ids(examples)
-    validation = ids(eg.read_examples(examples, "validation"))
+    validation = ids(read_examples(examples, "validation"))
     assert validation == in_band(source_train, 0.0, 0.1)  # never limited
     assert 0.07 <= len(validation) / len(source_train) <= 0.13
-    assert train == sorted(ds.first_by_hash(in_band(source_train, 0.1, 1.0), 20))
+    assert train == sorted(first_by_hash(in_band(source_train, 0.1, 1.0), 20))
     assert evaluation == [i for i in folder_ids(SMOKE) if i.startswith("test/")]
     assert not set(validation) & (set(train) | set(evaluation))
 
@@ -444,9 +445,9 @@ def test_validation_split_is_deterministic_and_disjoint_from_a_held_out_eval(tmp
 
     assert published.properties["split_names"].string_value == direct.split_names
     for split in ("train", "eval", "validation"):
-        assert eg.read_examples(published.uri, split) == eg.read_examples(direct, split)
+        assert read_examples(published.uri, split) == read_examples(direct, split)
     train, evaluation = split_ids(direct)
-    validation = ids(eg.read_examples(direct, "validation"))
+    validation = ids(read_examples(direct, "validation"))
     assert evaluation == in_band(all_ids, 0.0, 0.2)
     assert validation == in_band(all_ids, 0.2, 0.45)
     assert sorted(train + evaluation + validation) == all_ids  # each file exactly once
@@ -461,7 +462,7 @@ def test_tfds_validation_split_is_carved_from_train(tmp_path, tfds_dir):
                             tfds_data_dir=str(tfds_dir), validation_fraction=0.3)
     stored = {split: stored_tfds_records("example_gen_test_pets/with_test", tfds_dir, split)
               for split in ("train", "test")}
-    validation = eg.read_examples(examples, "validation")
+    validation = read_examples(examples, "validation")
     assert ids(validation) == in_band(stored["train"], 0.0, 0.3) != []
     assert split_ids(examples) == (in_band(stored["train"], 0.3, 1.0), sorted(stored["test"]))
     for record in validation:
@@ -484,7 +485,7 @@ def test_zero_validation_fraction_changes_nothing(tmp_path):
     assert zero.split_names == default.split_names
     assert sorted(os.listdir(zero.uri)) == sorted(os.listdir(default.uri))
     for split in ("train", "eval"):
-        assert eg.read_examples(zero, split) == eg.read_examples(default, split)
+        assert read_examples(zero, split) == read_examples(default, split)
     assert read_json(zero, "skipped.json") == read_json(default, "skipped.json")
     assert zero.mlmd_artifact.custom_properties == default.mlmd_artifact.custom_properties
 

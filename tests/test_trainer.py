@@ -17,8 +17,8 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import trainer
 from components.contracts import LayerResponses, Predictions, RunHistory
-from components.example_gen import read_examples
 from pipeline.config import TrainingConfig
+from tests.helpers import read_examples
 
 TINY = TrainingConfig(epochs=2, batch_size=16, steps_per_epoch=3, eval_steps=2,
                       warmup_epochs=0.5, shuffle_buffer=64)
