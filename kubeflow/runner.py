@@ -29,7 +29,7 @@ What changes from a local run:
   cache keys on the image string, so a moving tag serves stale results.
 
 Run as ``python kubeflow/runner.py --output spec.yaml --image IMAGE [FLAGS]`` or
-``ablation compile --engine kubeflow ...`` with the same flags (``add_arguments``). The ``tfx``
+``ablation compile ...`` with the same flags (``add_arguments``). The ``tfx``
 CLI runs this file without arguments (``tfx pipeline create|compile --engine=vertex
 --pipeline_path=kubeflow/runner.py``): the flags then come from the environment variable
 ``ABLATION_COMPILE_FLAGS`` and the spec goes where the CLI expects it.

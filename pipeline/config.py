@@ -29,6 +29,8 @@ from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+MAX_IMAGE_SIZE = 1024  # a larger square input is almost surely a typo, and costs memory
+_SYSTEM_TREES = (pathlib.Path("/proc"), pathlib.Path("/sys"), pathlib.Path("/dev"))
 def is_uri(path: str) -> bool:
     """Whether `path` names remote storage (``scheme://...``) rather than a local path."""
     return "://" in path
@@ -114,8 +116,11 @@ def load_profile(name: str) -> PipelineConfig:
     path = PROFILES_DIR / f"{name}.toml"
     if not path.is_file():
         raise ConfigError(f"unknown profile {name!r}; available: {', '.join(profile_names())}")
-    with path.open("rb") as file:
-        values = tomllib.load(file)
+    try:
+        with path.open("rb") as file:
+            values = tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"profile {name} ({path}) is not valid TOML: {error}") from None
     return from_dict({"profile": name, **_anchor_paths(values, REPO_ROOT)}, where=f"profile {name}")
 
 
@@ -192,10 +197,14 @@ def validate(config: PipelineConfig) -> PipelineConfig:
              f"schedule must be cosine, step or constant, got {train.schedule!r}")
     _require(train.mixed_precision in ("auto", "on", "off"),
              f"mixed_precision must be auto, on or off, got {train.mixed_precision!r}")
+    _require(config.image_size <= MAX_IMAGE_SIZE,
+             f"image_size {config.image_size} is above {MAX_IMAGE_SIZE}: every image would be "
+             f"resized to {config.image_size}x{config.image_size} (use 32 for CIFAR, 224 for "
+             f"ImageNet-size photos)")
     try:
-        config.source  # noqa: B018  (parsing is the check)
+        config.source.check()
     except ValueError as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(f"data: {error}") from None
     _check_writable(config.pipeline_root)
     return config
 
@@ -204,6 +213,9 @@ def _check_writable(root: str) -> None:
     if is_uri(root):  # gs://, s3://: checked by the orchestrator at run time
         return
     path = pathlib.Path(root).resolve()
+    _require(not any(path == tree or tree in path.parents for tree in _SYSTEM_TREES),
+             f"pipeline root {root} is inside {path.parts[1] and '/' + path.parts[1]}, a kernel "
+             f"file system: choose a folder on disk, e.g. --pipeline-root runs/NAME")
     existing = next(p for p in (path, *path.parents) if p.exists())
     _require(existing.is_dir() and os.access(existing, os.W_OK | os.X_OK),
              f"pipeline root {root} is not writable ({existing} is not a writable directory)")

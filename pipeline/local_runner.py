@@ -86,13 +86,13 @@ def store_effective_config(config: config_lib.PipelineConfig) -> pathlib.Path | 
 
 def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     """Validates `config`, runs the pipeline locally, prints and returns what each component did."""
+    config_lib.validate(config)  # before the imports below: a bad config fails in a moment
     from tfx import v1 as tfx
 
     from components.trainer import configure_threads
     from pipeline import artifacts
     from pipeline.pipeline import create_pipeline
 
-    config_lib.validate(config)
     configure_threads(config.training)  # before any component starts TensorFlow's runtime
     stored = store_effective_config(config)
     print(f"Pipeline {config.pipeline_name} (profile {config.profile}), root {config.pipeline_root}"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from components import cli
+from pipeline import cli
 
 
 def test_summary_prints_resnet50_trainable_count(capsys):

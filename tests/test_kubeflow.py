@@ -351,13 +351,12 @@ def _options(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_ablation_compile_the_runner_script_and_its_environment_flags_agree(
         tmp_path, capsys, monkeypatch, smoke):
-    from components import cli
     from kubeflow import runner
+    from pipeline import cli
 
     flags = ["--profile", "smoke", "--image", IMAGE, "--pipeline-root", ROOT,
              "--gpus", str(GPUS)]
-    assert cli.main(["compile", "--engine", "kubeflow", "--output",
-                     str(tmp_path / "cli.yaml"), *flags]) == 0
+    assert cli.main(["compile", "--output", str(tmp_path / "cli.yaml"), *flags]) == 0
     out = capsys.readouterr().out
     assert f"written to {tmp_path / 'cli.yaml'}" in out
     assert f"13 tasks (4 with {GPUS} x {GPU_TYPE}), image {IMAGE}, root {ROOT}" in out
@@ -368,15 +367,12 @@ def test_ablation_compile_the_runner_script_and_its_environment_flags_agree(
     assert (yaml.safe_load((tmp_path / "cli.yaml").read_text())
             == yaml.safe_load((tmp_path / "runner.yaml").read_text())
             == yaml.safe_load((tmp_path / "env.yaml").read_text()) == smoke.spec)
-    with pytest.raises(SystemExit):
-        cli.main(["compile", "--engine", "airflow", "--output", str(tmp_path / "x.yaml")])
-    # one set of flags: `ablation compile` adds only --engine to the runner's
+    # one set of flags: `ablation compile` has exactly the runner's
     [subcommands] = [action for action in cli.build_parser()._actions
                      if isinstance(action, argparse._SubParsersAction)]
     script = argparse.ArgumentParser()
     runner.add_arguments(script)
-    assert _options(subcommands.choices["compile"]) - _options(script) == {"--engine"}
-    assert _options(script) <= _options(subcommands.choices["compile"])
+    assert _options(subcommands.choices["compile"]) == _options(script)
     capsys.readouterr()
     assert cli.main(["compile", "--output", str(tmp_path / "x.yaml"), "--profile", "smoke",
                      "--image", IMAGE]) == 2

@@ -12,8 +12,7 @@ import pytest
 import tensorflow_model_analysis as tfma
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from components import cli
-from pipeline import artifacts, config as config_lib, local_runner
+from pipeline import artifacts, cli, config as config_lib, local_runner
 from pipeline.config import ConfigError, PipelineConfig, TrainingConfig
 from tests.conftest import IN_MEMORY, REPO, SMOKE_DATA, ingest
 
@@ -26,7 +25,7 @@ def _tree_bytes(path: str) -> int:
 
 def test_ingest_command_on_cats_vs_dogs(tmp_path, capsys):
     root = tmp_path / "root"
-    assert cli.main(["ingest", "--data", f"imagefolder:{CATS_VS_DOGS}", "--output", str(root),
+    assert cli.main(["ingest", "--data", f"imagefolder:{CATS_VS_DOGS}", "--pipeline-root", str(root),
                      "--image-size", "48", "--beam-args=--direct_running_mode=in_memory"]) == 0
     out = capsys.readouterr().out
     assert "split train: 700 examples, skipped 0" in out

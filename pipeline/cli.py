@@ -1,14 +1,25 @@
 """The ``ablation`` command: one subcommand per task a user runs by hand.
 
-Each subcommand imports TensorFlow and TFX only when it runs, so ``ablation --help`` is instant.
+The top floor of the import graph: it drives the local runner and the artifact readers of this
+package, the model family in ``components`` and, for ``compile``, ``kubeflow.runner``. Each
+subcommand imports TensorFlow and TFX only when it runs, so ``ablation --help`` is instant.
+
+Flags mean one thing everywhere: ``--pipeline-root`` is a pipeline root (outputs and ML
+Metadata), ``--output`` the file or folder a command writes its product to, ``--image-size``
+the square size images are resized to. Exit codes: 0 success, 1 a data or runtime error, 2 a
+usage or configuration error, 130 interrupted (Ctrl-C); errors are one line on stderr, and
+``--debug`` (or ``ABLATION_DEBUG=1``) shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import logging
 import pathlib
+import signal
 import sys
+import threading
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -28,12 +39,12 @@ def _models(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from components import models
 
-    model = models.build_model(args.name, args.num_classes, (args.input_size, args.input_size, 3),
+    model = models.build_model(args.name, args.num_classes, (args.image_size, args.image_size, 3),
                                shortcut=args.shortcut)
     model.summary(line_length=110)
     print(f"{args.name}: {models.trainable_params(model):,} trainable parameters, "
           f"{model.count_params():,} in total ({args.num_classes} classes, "
-          f"{args.input_size}x{args.input_size}x3 input)")
+          f"{args.image_size}x{args.image_size}x3 input)")
     return 0
 
 
@@ -41,7 +52,7 @@ def _gradients(args: argparse.Namespace) -> int:
     from components import diagnostics, plots
 
     batches, num_classes = diagnostics.image_batches(args.data_folder, args.batch, args.batches,
-                                                     args.input_size)
+                                                     args.image_size)
     seeds = range(args.seeds)
     rate = args.learning_rate * args.batch / 128  # the paper's 0.1 at batch 128
     profiles = {}
@@ -54,7 +65,7 @@ def _gradients(args: argparse.Namespace) -> int:
                   f"min {min(ratios):.3g}, max {max(ratios):.3g}", flush=True)
     profiles = {name: {"at initialisation": p["init"], f"after {args.steps} SGD steps": p["trained"]}
                 for name, p in profiles.items()}
-    title = (f"Relative gradient norms, {args.input_size}x{args.input_size}, mean over "
+    title = (f"Relative gradient norms, {args.image_size}x{args.image_size}, mean over "
              f"{args.batches} batches of {args.batch} real images and {args.seeds} seeds")
     print(f"wrote {plots.plot_gradient_profiles(profiles, args.output, title)}")
     return 0
@@ -78,7 +89,7 @@ def _config_from(args: argparse.Namespace, base):
         data = parse_data(args.data).spec if args.data is not None else None
     except ValueError as error:
         raise config_lib.ConfigError(f"--data: {error}") from None
-    root = getattr(args, "pipeline_root", None) or getattr(args, "output", None)
+    root = getattr(args, "pipeline_root", None)
     if root and not config_lib.is_uri(root):
         root = os.path.abspath(os.path.expanduser(root))
     try:
@@ -131,15 +142,9 @@ def _report(args: argparse.Namespace) -> int:
     from pipeline import artifacts
 
     if len(args.pipeline_roots) > 1 and args.output is None:
-        print("ablation report: merging several pipeline roots needs --output DIR",
-              file=sys.stderr)
-        return 2
-    try:
-        paths = artifacts.render_report([str(root) for root in args.pipeline_roots],
-                                        args.output and str(args.output))
-    except (FileNotFoundError, ValueError) as error:
-        print(f"ablation report: {error}", file=sys.stderr)
-        return 1
+        raise UsageError("merging several pipeline roots needs --output DIR")
+    paths = artifacts.render_report([str(root.resolve()) for root in args.pipeline_roots],
+                                    args.output and str(args.output))
     print(paths["markdown"].read_text())
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
@@ -149,14 +154,14 @@ def _report(args: argparse.Namespace) -> int:
 def _compile(args: argparse.Namespace) -> int:
     from kubeflow import runner
 
-    runner.run(args)  # args.engine is "kubeflow", the only engine argparse accepts
+    runner.run(args)
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
     from pipeline import artifacts
 
-    runs = artifacts.pipeline_runs(artifacts.open_store(str(args.pipeline_root)))
+    runs = artifacts.pipeline_runs(artifacts.open_store(str(args.pipeline_root.resolve())))
     print(f"{'pipeline':<32}{'run':<30}{'ran':>5}{'cached':>8}{'failed':>8}{'seconds':>10}")
     for pipeline_name, run_id, components in runs:
         count = collections.Counter(c.state for c in components)
@@ -165,122 +170,207 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
+class UsageError(Exception):
+    """A command used wrongly (exit code 2); its message says what to do instead."""
 
-    def model_name(value: str) -> str:
-        if value not in MODEL_NAMES:
-            raise argparse.ArgumentTypeError(
-                f"unknown model {value!r}; valid names: {', '.join(MODEL_NAMES)}")
-        return value
 
-    def positive(value: str) -> int:
-        if not value.isdigit() or int(value) < 1:
-            raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-        return int(value)
+def _model_name(value: str) -> str:
+    from components.model_specs import MODEL_NAMES
 
-    parser = argparse.ArgumentParser(
-        prog="ablation",
-        description="Residual vs plain networks: the He et al. (2015) ablation as a TFX pipeline.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if value not in MODEL_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {value!r}; valid names: {', '.join(MODEL_NAMES)}")
+    return value
 
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _shortcut_flag(command: argparse.ArgumentParser) -> None:
+    from components.model_specs import SHORTCUT_OPTIONS
+
+    command.add_argument("--shortcut", choices=SHORTCUT_OPTIONS,
+                         help="the paper's shortcut option (Table 3) for residual nets (default: "
+                              "B for ImageNet-style, A for CIFAR-style; plain nets have none)")
+
+
+def _data_flags(command: argparse.ArgumentParser, required: bool) -> None:
+    command.add_argument("--data", required=required, help="tfds:NAME[:CONFIG] or imagefolder:PATH")
+    command.add_argument("--image-size", type=_positive, help="square size images are resized to")
+    command.add_argument("--train-limit", type=_positive, help="train on this many images only")
+    command.add_argument("--pipeline-root", required=required,
+                         help="pipeline root (pipeline outputs and ML Metadata)")
+    command.add_argument("--beam-args", metavar='"ARGS"',
+                         help='Beam pipeline arguments as one string, e.g. '
+                              '--beam-args="--direct_running_mode=in_memory"')
+
+
+def _add_models(commands) -> None:
     commands.add_parser("models", help="list every model variant with its parameter count"
                         ).set_defaults(func=_models)
 
+
+def _add_summary(commands) -> None:
     summary = commands.add_parser("summary", help="print a model's Keras summary and parameter counts")
-    summary.add_argument("name", type=model_name)
-    summary.add_argument("--num-classes", type=positive, default=1000)
-    summary.add_argument("--input-size", type=positive, default=224)
-    summary.add_argument("--shortcut", choices=SHORTCUT_OPTIONS,
-                         help="shortcut option of a residual net, paper Table 3 (default: B for "
-                              "ImageNet-style, A for CIFAR-style; plain nets ignore it)")
+    summary.add_argument("name", type=_model_name)
+    summary.add_argument("--num-classes", type=_positive, default=1000)
+    summary.add_argument("--image-size", type=_positive, default=224)
+    _shortcut_flag(summary)
     summary.set_defaults(func=_summary)
 
+
+def _add_gradients(commands) -> None:
     gradients = commands.add_parser(
         "gradients", help="plot per-convolution relative gradient norms at initialisation and "
                           "after some training steps, on real images (PNG)")
-    gradients.add_argument("names", nargs="+", type=model_name, metavar="NAME")
-    gradients.add_argument("--output", type=pathlib.Path, default=pathlib.Path("gradients.png"))
+    gradients.add_argument("names", nargs="+", type=_model_name, metavar="NAME")
+    gradients.add_argument("--output", type=pathlib.Path, default=pathlib.Path("gradients.png"),
+                           help="the PNG to write (default gradients.png)")
     gradients.add_argument("--data-folder", default="data/cifar10_smoke",
                            help="image folder whose train images are used (default: the smoke set)")
-    gradients.add_argument("--input-size", type=positive, default=32)
-    gradients.add_argument("--batch", type=positive, default=64)
-    gradients.add_argument("--batches", type=positive, default=4,
+    gradients.add_argument("--image-size", type=_positive, default=32)
+    gradients.add_argument("--batch", type=_positive, default=64)
+    gradients.add_argument("--batches", type=_positive, default=4,
                            help="batches the ratios are averaged over (default 4)")
-    gradients.add_argument("--seeds", type=positive, default=3, help="initialisations (default 3)")
+    gradients.add_argument("--seeds", type=_positive, default=3, help="initialisations (default 3)")
     gradients.add_argument("--steps", type=int, default=100,
                            help="SGD steps before the second measurement (default 100)")
     gradients.add_argument("--learning-rate", type=float, default=0.1,
                            help="at batch 128, scaled linearly with --batch (default 0.1)")
     gradients.set_defaults(func=_gradients)
 
-    def data_flags(command, root_flag: str, required: bool) -> None:
-        command.add_argument("--data", required=required, help="tfds:NAME[:CONFIG] or imagefolder:PATH")
-        command.add_argument("--image-size", type=positive, help="square size images are resized to")
-        command.add_argument("--train-limit", type=positive, help="train on this many images only")
-        command.add_argument(root_flag, required=required,
-                             help="pipeline root (pipeline outputs and MLMD)")
-        command.add_argument("--beam-args", metavar='"ARGS"',
-                             help='Beam pipeline arguments as one string, e.g. '
-                                  '--beam-args="--direct_running_mode=in_memory"')
 
+def _add_ingest(commands) -> None:
     ingest = commands.add_parser(
         "ingest", help="run the data half (ExampleGen .. Transform) and print its artifacts")
-    data_flags(ingest, "--output", required=True)
-    ingest.set_defaults(image_size=224)
-    ingest.set_defaults(func=_ingest)
+    _data_flags(ingest, required=True)
+    ingest.set_defaults(image_size=224, func=_ingest)
 
+
+def _add_run(commands) -> None:
     run = commands.add_parser("run", help="run the whole ablation pipeline locally")
     run.add_argument("--profile", default="smoke", help="a file in pipeline/profiles (default smoke)")
-    data_flags(run, "--pipeline-root", required=False)
+    _data_flags(run, required=False)
     run.add_argument("--models", help="comma-separated model names")
-    run.add_argument("--epochs", type=positive)
-    run.add_argument("--seeds", type=positive,
+    run.add_argument("--epochs", type=_positive)
+    run.add_argument("--seeds", type=_positive,
                      help="train every variant with K seeds, from --first-seed (default 0) on")
     run.add_argument("--first-seed", type=int, metavar="N",
                      help="the first seed: run a shard of a study (merge with ablation report)")
-    run.add_argument("--shortcut", choices=["A", "B", "C"],
-                     help="the paper's shortcut option for residual nets (default: per family, "
-                          "A for CIFAR-style, B for ImageNet-style)")
+    _shortcut_flag(run)
     run.add_argument("--validation-fraction", type=float, metavar="F",
                      help="hold F of train out as a validation split for per-epoch validation")
     run.set_defaults(func=_run)
 
+
+def _add_report(commands) -> None:
     report = commands.add_parser(
         "report", help="re-render the ablation report of a pipeline root, or merge the shards "
                        "of one study run in several roots")
     report.add_argument("pipeline_roots", type=pathlib.Path, nargs="+", metavar="PATH")
     report.add_argument("--output", type=pathlib.Path,
-                        help="where to write the report (default PATH/report; required with "
-                             "several roots)")
+                        help="the folder to write the report to (default PATH/report; required "
+                             "with several roots)")
     report.set_defaults(func=_report)
 
+
+def _add_runs(commands) -> None:
     runs = commands.add_parser(
         "runs", help="list the runs recorded in a pipeline root's ML Metadata (local engine)")
     runs.add_argument("pipeline_root", type=pathlib.Path, metavar="PATH")
     runs.set_defaults(func=_runs)
 
+
+def _add_compile(commands) -> None:
+    from kubeflow.runner import add_arguments  # the flags of kubeflow/runner.py, shared
+
     compile_ = commands.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (KFP or Vertex AI)")
-    compile_.add_argument("--engine", choices=["kubeflow"], default="kubeflow",
-                          help="orchestrator to compile for (default kubeflow)")
-    from kubeflow.runner import add_arguments as compile_flags  # shared with kubeflow/runner.py
-
-    compile_flags(compile_)
+    add_arguments(compile_)
     compile_.set_defaults(func=_compile)
+
+
+SUBCOMMANDS = (_add_models, _add_summary, _add_gradients, _add_ingest, _add_run, _add_report,
+               _add_runs, _add_compile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ablation",
+        description="Residual vs plain networks: the He et al. (2015) ablation as a TFX pipeline.",
+        epilog="Exit codes: 0 success, 1 data or runtime error, 2 usage or configuration error, "
+               "130 interrupted.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks (also ABLATION_DEBUG=1)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one subcommand; returns its exit code (see the module docstring)."""
+    import os
+
     from pipeline.config import ConfigError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("ABLATION_DEBUG", "") not in ("", "0")
+    previous_handler = signal.getsignal(signal.SIGINT)
+    interrupted = _catch_interrupts(quiet=not debug)
     try:
         return args.func(args)
-    except ConfigError as error:
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"ablation {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, UsageError) as error:
+        if debug:
+            raise
         print(f"ablation {args.command}: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # the one place errors become exit codes
+        if debug:
+            raise
+        if interrupted.is_set():  # Beam and TFX wrap the KeyboardInterrupt in their own errors
+            print(f"ablation {args.command}: interrupted", file=sys.stderr)
+            return 130
+        print(f"ablation {args.command}: {_one_line(error)} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous_handler)
+
+
+def _catch_interrupts(quiet: bool) -> threading.Event:
+    """Makes Ctrl-C (SIGINT) set the returned event, then raise KeyboardInterrupt as usual;
+    with `quiet`, the log records components emit while unwinding are dropped."""
+    interrupted = threading.Event()
+
+    def on_interrupt(signum, frame):
+        interrupted.set()
+        if quiet:
+            logging.disable(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_interrupt)
+    return interrupted
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's first non-empty message line, prefixed by its type unless that is a plain
+    ValueError/RuntimeError (whose messages are written to stand alone)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if lines else repr(error)
+    if type(error) in (ValueError, RuntimeError):
+        return message
+    return f"{type(error).__name__}: {message}"
 
 
 if __name__ == "__main__":

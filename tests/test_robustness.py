@@ -1,0 +1,89 @@
+"""What users feed the ``ablation`` command: one line on stderr and the documented exit code
+(2 usage or configuration, 1 data or runtime, 130 interrupted), never a traceback, quickly.
+
+Every probe runs the real command in a child process, from an empty working directory."""
+
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE_DATA = REPO / "data" / "cifar10_smoke"
+CONFIG_SECONDS = 30  # a configuration error is found before TensorFlow or TFX load
+# TensorFlow 2.21's native runtime logs two INFO lines on import, whatever TF_CPP_MIN_LOG_LEVEL
+# says ("oneDNN custom operations are on", "Could not find cuda drivers"): not ours to remove.
+NATIVE_LOG = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl::InitializeLog)")
+
+
+def ablation(*args: str, cwd: pathlib.Path, env: dict | None = None,
+             timeout: float = 120) -> tuple[int, str, float]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    return done.returncode, done.stderr, time.perf_counter() - started
+
+
+PROBES = {  # name: (arguments, exit code, what the message must say)
+    "empty image folder path": (["run", "--data", "imagefolder:"], 2, "invalid data 'imagefolder:'"),
+    "missing image folder": (["run", "--data", "imagefolder:missing"], 2, "does not exist"),
+    "tilde folder that does not exist": (["run", "--data", "imagefolder:~/no-such-folder-here"],
+                                         2, os.path.expanduser("~/no-such-folder-here")),
+    "bad tfds name": (["run", "--data", "tfds:Bad-Name"], 2, "invalid data 'tfds:Bad-Name'"),
+    "unknown profile": (["run", "--profile", "nope"], 2, "unknown profile 'nope'"),
+    "unbalanced quotes in beam args": (["run", "--beam-args", '"--x'], 2, "--beam-args"),
+    "pipeline root in /proc": (["run", "--pipeline-root", "/proc/ablation"], 2,
+                               "kernel file system"),
+    "pipeline root in /sys": (["run", "--pipeline-root", "/sys/x"], 2, "kernel file system"),
+    "huge image size": (["run", "--image-size", "10000"], 2, "above 1024"),
+    "zero seeds": (["run", "--seeds", "0"], 2, "expected a positive integer, got '0'"),
+    "unknown model": (["run", "--models", "resnet51"], 2, "unknown model(s) resnet51"),
+    "report on a folder that is no pipeline root": (["report", "."], 1, "is it a pipeline root?"),
+    "runs on a folder that is no pipeline root": (["runs", "."], 1, "is it a pipeline root?"),
+    "merging without an output": (["report", "a", "b"], 2, "needs --output DIR"),
+    "compile to a local root": (["compile", "--output", "x.yaml", "--image", "r/i:1"], 2,
+                                "local path"),
+}
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_user_errors_are_one_line_with_the_documented_exit_code(name, tmp_path):
+    arguments, code, message = PROBES[name]
+    returncode, stderr, seconds = ablation(*arguments, cwd=tmp_path)
+    assert (returncode, "Traceback" in stderr) == (code, False), stderr
+    *usage, last = [line for line in stderr.strip().splitlines() if not NATIVE_LOG.match(line)]
+    assert message in last  # one line; argparse's usage lines may precede it, nothing else
+    assert all(line.startswith(("usage: ", " ")) for line in usage), stderr
+    assert seconds < CONFIG_SECONDS
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # wrote nothing
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    returncode, stderr, _ = ablation("--debug", "run", "--data", "imagefolder:", cwd=tmp_path)
+    assert returncode != 0 and "Traceback" in stderr and "ConfigError" in stderr
+    returncode, stderr, _ = ablation("run", "--data", "imagefolder:", cwd=tmp_path,
+                                     env={"ABLATION_DEBUG": "1"})
+    assert "Traceback" in stderr
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "--data", f"imagefolder:{SMOKE_DATA}",
+         "--pipeline-root", str(tmp_path / "root"), "--models", "cifar_resnet20", "--epochs", "1"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (tmp_path / "root" / "metadata.sqlite").exists():
+        time.sleep(0.5)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "ablation run: interrupted"
