@@ -301,6 +301,12 @@ def _class_folders(root: str) -> dict[str, str]:
     return {name: name for name in splits}
 
 
+def _printable(name: str) -> str:
+    """`name` with bytes that are not UTF-8 (surrogate-escaped by ``os``) written as ``\\xNN``:
+    a record id every hash, JSON file and tf.Example takes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _class_layout(root: str) -> tuple[dict[str, str], dict[str, list[str]], tuple[str, ...]]:
     """(split folder -> source split, split folder -> its class folders, labels), from folder
     names only; raises ValueError as ``list_imagefolder``."""
@@ -325,7 +331,7 @@ def list_imagefolder(root: str) -> ImageFolder:
     for split_dir, source_split in split_dirs.items():
         for class_name in classes[split_dir]:
             for path in _files_under(os.path.join(root, split_dir, class_name)):
-                record_id = path[prefix:].replace(os.sep, "/")
+                record_id = _printable(path[prefix:].replace(os.sep, "/"))
                 files.append(SourceFile(record_id, path, index[class_name], source_split))
     return ImageFolder(root, labels, tuple(sorted(files, key=lambda file: file.id)))
 

@@ -157,7 +157,7 @@ def _folder_units(folder: ds.ImageFolder, plan: ds.SplitPlan, split: str,
     # themselves): a seeded shuffle of the listing mixes classes in every chunk and file.
     random.Random(f"ImageExampleGen:{split}").shuffle(files)
     return image_records.write_listing(
-        files, os.path.join(work_dir, f"listing-{split}.jsonl"), FILES_PER_CHUNK)
+        files, os.path.join(work_dir, f"listing-{split}.jsonl"), FILES_PER_CHUNK, folder.root)
 
 
 def _tfds_units(source: ds.TfdsSource, plan: ds.SplitPlan,

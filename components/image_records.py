@@ -20,6 +20,8 @@ import collections
 import dataclasses
 import hashlib
 import json
+import os
+import stat
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -34,6 +36,13 @@ from apache_beam.io.filesystems import FileSystems
 from components import data_source as ds, image_checks
 
 KEPT = "kept"
+# Why a candidate file is skipped before its content is looked at (``read_file``):
+# "not_a_file": a FIFO, device, socket or folder; "too_large": above MAX_FILE_BYTES;
+# "unreadable": a dangling symlink, a symlink loop, no permission; "outside_root": a symlink
+# that leads out of the image folder.
+FILE_SKIP_REASONS = ("not_a_file", "too_large", "unreadable", "outside_root")
+SKIP_REASONS = image_checks.SKIP_REASONS + FILE_SKIP_REASONS  # every reason, in summary order
+MAX_FILE_BYTES = 64 * 2**20  # no photo a ResNet is trained on comes near; larger files are not read
 OUTCOME = "outcome"  # the tagged output of ``to_examples`` that carries each unit's Outcomes
 FIRST_SKIPPED = 10  # skipped records listed in the summary (and logged by the executor)
 
@@ -87,11 +96,14 @@ class TfdsPart:
 
 @dataclasses.dataclass(frozen=True)
 class ListingChunk:
-    """Bytes [offset, offset + size) of listing file `path`: whole lines, one candidate each."""
+    """Bytes [offset, offset + size) of listing file `path`: whole lines, one candidate each;
+    their files lie in image folder `root` (a real path), and are read only if they resolve
+    inside it."""
 
     path: str
     offset: int
     size: int
+    root: str | None = None
 
     def candidates(self) -> Iterator[Candidate]:
         with FileSystems.open(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as file:
@@ -102,8 +114,8 @@ class ListingChunk:
             yield Candidate(record_id, label, where)
 
 
-def write_listing(candidates: Sequence[Candidate], path: str,
-                  per_chunk: int) -> list[ListingChunk]:
+def write_listing(candidates: Sequence[Candidate], path: str, per_chunk: int,
+                  root: str | None = None) -> list[ListingChunk]:
     """Writes file candidates (``data`` None) to `path` as JSON lines [id, label, where] and
     returns its chunks of `per_chunk` lines (the last may be shorter).
 
@@ -117,7 +129,7 @@ def write_listing(candidates: Sequence[Candidate], path: str,
             lines = "".join(json.dumps([c.id, c.label, c.where]) + "\n"
                             for c in candidates[start:start + per_chunk]).encode("utf-8")
             file.write(lines)
-            chunks.append(ListingChunk(path, offset, len(lines)))
+            chunks.append(ListingChunk(path, offset, len(lines), root and os.path.realpath(root)))
             offset += len(lines)
     return chunks
 
@@ -200,7 +212,7 @@ class Outcomes:
         """{"kept": n, "skipped": {reason: n for every reason}, "first_skipped": [[where,
         reason], ...], "digests": [sorted content digests of the kept images]}."""
         return {"kept": self.counts[KEPT],
-                "skipped": {reason: self.counts[reason] for reason in image_checks.SKIP_REASONS},
+                "skipped": {reason: self.counts[reason] for reason in SKIP_REASONS},
                 "first_skipped": [list(entry) for entry in self.first_skipped],
                 "digests": sorted(self.digests)}
 
@@ -209,6 +221,30 @@ def digest(data: bytes) -> str:
     """A 64-bit content digest of an image's bytes (BLAKE2b), to find byte-identical images
     across splits; collisions are negligible below billions of images."""
     return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def read_file(path: str, root: str | None = None) -> tuple[bytes | None, str | None]:
+    """(the bytes of file `path`, None), or (None, the ``FILE_SKIP_REASONS`` reason it is not
+    read). Only a regular file of at most ``MAX_FILE_BYTES`` is opened, so a FIFO, a device or
+    a huge stray file never blocks or fills memory; with `root` (a real path), only a file that
+    resolves inside it."""
+    try:
+        real = os.path.realpath(path, strict=True)
+        info = os.stat(real)
+    except (OSError, RuntimeError):  # dangling link, loop, no permission
+        return None, "unreadable"
+    if root is not None and os.path.commonpath([root, real]) != root:
+        return None, "outside_root"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "not_a_file"
+    if info.st_size > MAX_FILE_BYTES:
+        return None, "too_large"
+    try:
+        with open(real, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return None, "unreadable"
+    return (None, "too_large") if len(data) > MAX_FILE_BYTES else (data, None)
 
 
 def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[str, ...]):
@@ -220,11 +256,10 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
         if not 0 <= candidate.label < len(labels):
             raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside "
                              f"the {len(labels)} labels")
-        data = candidate.data
+        data, reason = candidate.data, None
         if data is None:
-            with open(candidate.where, "rb") as file:
-                data = file.read()
-        reason = image_checks.check_image(data)
+            data, reason = read_file(candidate.where, getattr(unit, "root", None))
+        reason = reason or image_checks.check_image(data)
         counts[reason or KEPT] += 1
         if reason is None:
             examples.append(serialize_example(data, candidate.label, labels[candidate.label],

@@ -126,7 +126,7 @@ def _ingest(args: argparse.Namespace) -> int:
         counts = json.load(file)
     for split, count in counts["examples"].items():
         skipped = counts.get(split, {})
-        detail = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items())) or "none"
+        detail = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items()) if n) or "none"
         print(f"split {split}: {count} examples, skipped {sum(skipped.values())} ({detail})")
     return 0
 

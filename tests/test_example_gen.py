@@ -25,13 +25,13 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as keys
 from tfx.utils import proto_utils
 
-from components import data_source as ds, example_gen as eg, image_checks
+from components import data_source as ds, example_gen as eg, image_records
 from tests.helpers import first_by_hash, read_examples
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 PETS, CIFAR_FLAT, BROKEN = FIXTURES / "pets", FIXTURES / "cifar_flat", FIXTURES / "broken"
 SMOKE = pathlib.Path(__file__).resolve().parents[1] / "data" / "cifar10_smoke"  # train/, test/
-NO_SKIPS = dict.fromkeys(image_checks.SKIP_REASONS, 0)
+NO_SKIPS = dict.fromkeys(image_records.SKIP_REASONS, 0)
 
 
 # --- a local tfds data set built from the pets fixture ---------------------------------------
@@ -308,8 +308,8 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
     kept = [i for i in folder_ids(BROKEN) if i not in skipped]
     report = read_json(examples, "skipped.json")
     assert report == {
-        "train": {"empty": 1, "not_an_image": 1, "unsupported_format": 1, "truncated": 1,
-                  "undecodable": 1},
+        "train": {**NO_SKIPS, "empty": 1, "not_an_image": 1, "unsupported_format": 1,
+                  "truncated": 1, "undecodable": 1},
         "eval": {**NO_SKIPS, "empty": 1},
         "examples": {"train": 8, "eval": 1},
         "first_skipped": sorted(str(BROKEN / i) for i in skipped),

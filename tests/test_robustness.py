@@ -87,3 +87,47 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "ablation run: interrupted"
+
+
+def _hostile_folder(root: pathlib.Path) -> pathlib.Path:
+    """An image folder with 6 good PNGs per class and, among the cats, one of each entry that
+    once hung, exhausted memory or aborted the ingest."""
+    data = root / "data"
+    for split, count in (("train", 6), ("test", 2)):
+        for name in ("cat", "dog"):
+            folder = data / split / name
+            folder.mkdir(parents=True)
+            for source in sorted((SMOKE_DATA / split / name).iterdir())[:count]:
+                (folder / source.name).write_bytes(source.read_bytes())
+    cats = data / "train" / "cat"
+    good = sorted(cats.iterdir())[0].read_bytes()
+    os.mkfifo(cats / "fifo.png")  # reading it blocks forever
+    (cats / "dangling.png").symlink_to(root / "gone.png")
+    (cats / "loop.png").symlink_to(cats / "loop.png")
+    (cats / "zero.png").symlink_to("/dev/zero")  # endless bytes, and outside the folder
+    (cats / "etc.png").symlink_to("/etc/hostname")  # a file outside the folder
+    with open(cats / "huge.png", "wb") as file:  # 100 MB, sparse: costs no disk
+        file.truncate(100 * 2**20)
+    (cats / os.fsdecode(b"caf\xe9.png")).write_bytes(good)  # a name that is not UTF-8
+    return data
+
+
+def test_hostile_folder_entries_are_skipped_and_counted_in_bounded_time_and_memory(tmp_path):
+    data = _hostile_folder(tmp_path)
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "max RSS %M KiB", sys.executable, "-m", "pipeline.cli", "ingest",
+         "--data", f"imagefolder:{data}", "--pipeline-root", str(tmp_path / "root"),
+         "--image-size", "32", "--beam-args=--direct_running_mode=in_memory"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=300)
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    # 6 good cats + the non-UTF-8 copy; the rest skipped, each with its reason
+    assert ("split train: 13 examples, skipped 6 (not_a_file 1, outside_root 2, too_large 1, "
+            "unreadable 2)") in done.stdout
+    assert "split eval: 4 examples, skipped 0 (none)" in done.stdout
+    assert seconds < 300
+    peak_kib = int(re.search(r"max RSS (\d+) KiB", done.stderr).group(1))
+    assert peak_kib < 4 * 2**20  # well under 4 GiB: nothing endless or huge was read
