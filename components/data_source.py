@@ -364,6 +364,8 @@ def open_tfds(name: str, data_dir: str | None = None, download_dir: str | None =
 
     builder = _tfds_builder(name, data_dir)
     image_key, label_key = _image_and_label_keys(name, builder.info)
+    if not builder.is_prepared() and manual_dir is None:
+        _check_reachable(name, builder)
     builder.download_and_prepare(
         download_dir=download_dir,
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
@@ -371,6 +373,25 @@ def open_tfds(name: str, data_dir: str | None = None, download_dir: str | None =
         name=name, builder_dir=os.fspath(builder.data_dir), image_key=image_key,
         label_key=label_key, labels=tuple(builder.info.features[label_key].names),
         split_sizes={split: info.num_examples for split, info in builder.info.splits.items()})
+
+
+def _check_reachable(name: str, builder, timeout: float = 5.0) -> None:
+    """Raises ValueError, in seconds and before anything is written, when a server tfds would
+    download set `name` from cannot be reached (offline machines: tfds itself retries for
+    minutes, then fails with a traceback)."""
+    import socket
+    import urllib.parse
+
+    for url in sorted(builder.url_infos or {}):
+        host = urllib.parse.urlparse(url).hostname
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+        except OSError:
+            raise ValueError(
+                f"tfds data set {name!r} is not prepared in {os.fspath(builder.data_dir)!r} and "
+                f"{host} cannot be reached from here: prepare it on a machine with network "
+                f"(tfds build {name.split('/')[0]} --data_dir DIR), copy DIR here and set "
+                f"tfds_data_dir to it, or export the images and use imagefolder:PATH") from None
 
 
 def _tfds_builder(name: str, data_dir: str | None):

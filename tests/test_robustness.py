@@ -131,3 +131,20 @@ def test_hostile_folder_entries_are_skipped_and_counted_in_bounded_time_and_memo
     assert seconds < 300
     peak_kib = int(re.search(r"max RSS (\d+) KiB", done.stderr).group(1))
     assert peak_kib < 4 * 2**20  # well under 4 GiB: nothing endless or huge was read
+
+
+def test_an_unprepared_tfds_set_offline_fails_in_seconds_and_writes_nothing(tmp_path):
+    """This machine reaches no download server: the ingest must say so at once."""
+    home = tmp_path / "home"
+    home.mkdir()
+    returncode, stderr, seconds = ablation(
+        "ingest", "--data", "tfds:cifar10", "--pipeline-root", str(tmp_path / "root"),
+        "--image-size", "32", "--beam-args=--direct_running_mode=in_memory", cwd=tmp_path,
+        env={"HOME": str(home)})
+    assert (returncode, "Traceback" in stderr) == (1, False), stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert "'cifar10' is not prepared" in last and "www.cs.toronto.edu cannot be reached" in last
+    assert "tfds_data_dir" in last and "imagefolder:PATH" in last
+    assert seconds < 90
+    written = {p.name for p in home.iterdir()}  # Keras and matplotlib make their caches
+    assert "tensorflow_datasets" not in written, written
