@@ -159,15 +159,26 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from pipeline import artifacts
+    from pipeline import artifacts, local_runner
 
-    runs = artifacts.pipeline_runs(artifacts.open_store(str(args.pipeline_root.resolve())))
-    print(f"{'pipeline':<32}{'run':<30}{'ran':>5}{'cached':>8}{'failed':>8}{'seconds':>10}")
-    for pipeline_name, run_id, components in runs:
+    root = str(args.pipeline_root.resolve())
+    runs = artifacts.pipeline_runs(artifacts.open_store(root))
+    live = local_runner.root_in_use(root)
+    print(f"{'pipeline':<32}{'run':<30}{'ran':>5}{'cached':>8}{'failed':>8}{'seconds':>10}  status")
+    for index, (pipeline_name, run_id, components) in enumerate(runs):
         count = collections.Counter(c.state for c in components)
         print(f"{pipeline_name:<32}{run_id:<30}{count['ran']:>5}{count['cached']:>8}"
-              f"{count['failed']:>8}{sum(c.seconds for c in components):>10.1f}")
+              f"{count['failed']:>8}{sum(c.seconds for c in components):>10.1f}  "
+              f"{_run_status(count, newest=index == len(runs) - 1, live=live)}")
     return 0
+
+
+def _run_status(states: collections.Counter, newest: bool, live: bool) -> str:
+    """finished, failed, running, or interrupted: a component still marked running while no
+    process holds the root (a killed run), or any run but the newest left running."""
+    if states["running"]:
+        return "running" if newest and live else "interrupted"
+    return "failed" if states["failed"] else "finished"
 
 
 class UsageError(Exception):

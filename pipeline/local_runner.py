@@ -9,12 +9,16 @@ config in ``ABLATION_CONFIG``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import pathlib
 import re
+import shutil
+import socket
 import sys
+import tempfile
 import time
 
 if __package__ in (None, ""):  # run as a file by the tfx CLI: make the repo importable
@@ -23,6 +27,8 @@ if __package__ in (None, ""):  # run as a file by the tfx CLI: make the repo imp
 from pipeline import config as config_lib
 
 CONFIG_ENV, PROFILE_ENV = "ABLATION_CONFIG", "ABLATION_PROFILE"
+LOCK_FILE = ".ablation.lock"  # held by the run using the pipeline root (exclusive_root)
+TMP_DIR = ".tmp"  # the run's temp dir, under the pipeline root
 DEFAULT_PROFILE = "smoke"
 
 
@@ -84,9 +90,78 @@ def store_effective_config(config: config_lib.PipelineConfig) -> pathlib.Path | 
     return path
 
 
+class RootInUseError(RuntimeError):
+    """Another process is running a pipeline on the same pipeline root."""
+
+
+@contextlib.contextmanager
+def exclusive_root(pipeline_root: str):
+    """Holds `pipeline_root` for one run: an exclusive lock on ``<root>/LOCK_FILE`` (raises
+    RootInUseError at once, naming the holder, if another process holds it), and a private
+    temporary folder ``<root>/TMP_DIR`` for everything the run's processes put in the temp
+    dir (TFX's ephemeral package builds, Beam's staging), removed when the run ends.
+    Remote roots are the orchestrator's business: nothing is done for them."""
+    if config_lib.is_uri(pipeline_root):
+        yield
+        return
+    os.makedirs(pipeline_root, exist_ok=True)
+    with open(os.path.join(pipeline_root, LOCK_FILE), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RootInUseError(
+                f"pipeline root {pipeline_root} is in use by {holder}: wait for that run to "
+                f"finish, or choose another --pipeline-root") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        lock.flush()
+        with _private_tmp(os.path.join(pipeline_root, TMP_DIR)):
+            yield
+
+
+def root_in_use(pipeline_root: str) -> bool:
+    """Whether a run holds `pipeline_root`'s lock now."""
+    path = os.path.join(pipeline_root, LOCK_FILE)
+    if not os.path.exists(path):
+        return False
+    with open(path) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
+@contextlib.contextmanager
+def _private_tmp(path: str):
+    shutil.rmtree(path, ignore_errors=True)  # a killed run's leftovers
+    os.makedirs(path)
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = path, path
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[0]
+        tempfile.tempdir = saved[1]
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     """Validates `config`, runs the pipeline locally, prints and returns what each component did."""
     config_lib.validate(config)  # before the imports below: a bad config fails in a moment
+    with exclusive_root(config.pipeline_root):
+        return _run(config, data_only)
+
+
+def _run(config: config_lib.PipelineConfig, data_only: bool) -> list:
     from tfx import v1 as tfx
 
     from components.trainer import configure_threads

@@ -72,7 +72,8 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in stderr
 
 
-def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+def _start_run(tmp_path: pathlib.Path) -> subprocess.Popen:
+    """`ablation run` on the smoke images, returned once its first component is running."""
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", "--data", f"imagefolder:{SMOKE_DATA}",
          "--pipeline-root", str(tmp_path / "root"), "--models", "cifar_resnet20", "--epochs", "1"],
@@ -82,11 +83,40 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     while time.monotonic() < deadline and not (tmp_path / "root" / "metadata.sqlite").exists():
         time.sleep(0.5)
     time.sleep(2)
+    return process
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    process = _start_run(tmp_path)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "ablation run: interrupted"
+    assert not list((tmp_path / "root" / ".tmp").glob("*"))  # the run's temp dir is gone
+
+
+def test_runs_shows_a_killed_run_as_interrupted(tmp_path):
+    process = _start_run(tmp_path)
+    process.kill()
+    process.communicate(timeout=60)
+    listing = subprocess.run([sys.executable, "-m", "pipeline.cli", "runs", str(tmp_path / "root")],
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                             capture_output=True, text=True, timeout=120).stdout
+    assert listing.strip().splitlines()[-1].endswith("interrupted"), listing
+
+
+def test_a_second_run_on_a_root_in_use_is_refused_at_once(tmp_path):
+    from pipeline import local_runner
+
+    with local_runner.exclusive_root(str(tmp_path / "root")):
+        returncode, stderr, seconds = ablation(
+            "run", "--pipeline-root", str(tmp_path / "root"), cwd=tmp_path)
+        assert local_runner.root_in_use(str(tmp_path / "root"))
+    assert (returncode, "Traceback" in stderr) == (1, False), stderr
+    assert f"pipeline root {tmp_path / 'root'} is in use by pid {os.getpid()}" in stderr
+    assert seconds < CONFIG_SECONDS
+    assert not local_runner.root_in_use(str(tmp_path / "root"))
 
 
 def _hostile_folder(root: pathlib.Path) -> pathlib.Path:
@@ -114,13 +144,15 @@ def _hostile_folder(root: pathlib.Path) -> pathlib.Path:
 
 def test_hostile_folder_entries_are_skipped_and_counted_in_bounded_time_and_memory(tmp_path):
     data = _hostile_folder(tmp_path)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
     started = time.perf_counter()
     done = subprocess.run(
         ["/usr/bin/time", "-f", "max RSS %M KiB", sys.executable, "-m", "pipeline.cli", "ingest",
          "--data", f"imagefolder:{data}", "--pipeline-root", str(tmp_path / "root"),
          "--image-size", "32", "--beam-args=--direct_running_mode=in_memory"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-        text=True, timeout=300)
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(system_tmp)},
+        capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
@@ -131,6 +163,8 @@ def test_hostile_folder_entries_are_skipped_and_counted_in_bounded_time_and_memo
     assert seconds < 300
     peak_kib = int(re.search(r"max RSS (\d+) KiB", done.stderr).group(1))
     assert peak_kib < 4 * 2**20  # well under 4 GiB: nothing endless or huge was read
+    assert list(system_tmp.iterdir()) == []  # the run kept its temporary files in its root
+    assert not (tmp_path / "root" / ".tmp").exists()
 
 
 def test_an_unprepared_tfds_set_offline_fails_in_seconds_and_writes_nothing(tmp_path):
