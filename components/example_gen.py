@@ -369,6 +369,33 @@ def _publish(examples: types.Artifact, config: ImageGenConfig, labels: tuple[str
                  report["examples"], eval_split_name, skipped)
     if not sum(report["examples"].values()):
         raise ValueError(f"no valid images in data {config.data!r} (skipped: {skipped})")
+    _check_classes(summaries, labels, config.data, config.train_limit)
+
+
+def _check_classes(summaries: dict[str, dict], labels: tuple[str, ...], data: str,
+                   train_limit: int | None) -> None:
+    """Raises ValueError, before anything trains, unless at least 2 classes have train images
+    and every class of another split has train images too."""
+    hint = f" (train_limit {train_limit} may keep too few: raise it)" if train_limit else ""
+    def present(split: str) -> set[int]:
+        return {int(label) for label, n in summaries[split].get("per_label", {}).items() if n}
+
+    def names(indices) -> str:
+        return ", ".join(labels[i] for i in sorted(indices))
+
+    train = present(ds.TRAIN)
+    if len(train) < 2:
+        raise ValueError(f"data {data!r}: {len(train)} class(es) have valid train images "
+                         f"({names(train) or 'none'}); a classifier needs at least 2: add train "
+                         f"images of the other classes ({names(set(range(len(labels))) - train)})"
+                         + hint)
+    for split in sorted(set(summaries) - {ds.TRAIN}):
+        unseen = present(split) - train
+        if unseen:
+            raise ValueError(f"data {data!r}: the {split} split has images of class(es) with no "
+                             f"valid train image ({names(unseen)}): no model can learn them; add "
+                             f"train images of those classes or remove their {split} folders"
+                             + hint)
 
 
 class ImageExampleGen(example_gen_component.QueryBasedExampleGen):

@@ -201,17 +201,20 @@ class Outcomes:
     counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     first_skipped: tuple[tuple[str, str], ...] = ()
     digests: frozenset[str] = frozenset()
+    per_label: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def merge(self, *others: Outcomes) -> Outcomes:
         counts = sum((other.counts for other in others), collections.Counter(self.counts))
         skipped = sorted(self.first_skipped + sum((o.first_skipped for o in others), ()))
         digests = self.digests.union(*(other.digests for other in others))
-        return Outcomes(counts, tuple(skipped[:FIRST_SKIPPED]), frozenset(digests))
+        per_label = sum((other.per_label for other in others), collections.Counter(self.per_label))
+        return Outcomes(counts, tuple(skipped[:FIRST_SKIPPED]), frozenset(digests), per_label)
 
     def summary(self) -> dict[str, Any]:
         """{"kept": n, "skipped": {reason: n for every reason}, "first_skipped": [[where,
-        reason], ...], "digests": [sorted content digests of the kept images]}."""
-        return {"kept": self.counts[KEPT],
+        reason], ...], "digests": [sorted content digests of the kept images], "per_label":
+        {label index: kept images}}."""
+        return {"kept": self.counts[KEPT], "per_label": dict(sorted(self.per_label.items())),
                 "skipped": {reason: self.counts[reason] for reason in SKIP_REASONS},
                 "first_skipped": [list(entry) for entry in self.first_skipped],
                 "digests": sorted(self.digests)}
@@ -252,6 +255,7 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
     list (unless none was kept), and the unit's ``Outcomes`` on the ``OUTCOME`` output. Raises
     ValueError for a label outside `labels`."""
     counts, skipped, examples, digests = collections.Counter(), [], [], set()
+    per_label = collections.Counter()
     for candidate in unit.candidates():
         if not 0 <= candidate.label < len(labels):
             raise ValueError(f"record {candidate.where!r} has label {candidate.label}, outside "
@@ -265,12 +269,14 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
             examples.append(serialize_example(data, candidate.label, labels[candidate.label],
                                               candidate.id))
             digests.add(digest(data))
+            per_label[candidate.label] += 1
         else:
             skipped.append((candidate.where, reason))
     if examples:
         yield examples
     first_skipped = tuple(sorted(skipped)[:FIRST_SKIPPED])
-    yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, first_skipped, frozenset(digests)))
+    yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, first_skipped, frozenset(digests),
+                                                     per_label))
 
 
 # --- TFRecord files --------------------------------------------------------------------------

@@ -205,10 +205,13 @@ def test_eval_images_identical_to_train_images_are_counted(tmp_path):
     """A test image that is a byte copy of a train image (under another name) is found by its
     content digest; re-encoded or different images are not."""
     source = sorted((SMOKE / "train" / "cat").glob("*.png"))[:3]
+    dogs = sorted((SMOKE / "train" / "dog").glob("*.png"))[:2]  # a second class, all distinct
     for split, names in (("train", source[:2]), ("test", source[1:])):
-        (tmp_path / "data" / split / "cat").mkdir(parents=True)
+        for name in ("cat", "dog"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
         for i, path in enumerate(names):
             shutil.copy(path, tmp_path / "data" / split / "cat" / f"{split}{i}.png")
+        shutil.copy(dogs[split == "test"], tmp_path / "data" / split / "dog" / f"{split}.png")
     examples = run_executor(tmp_path, f"imagefolder:{tmp_path / 'data'}")
     assert read_json(examples, "skipped.json")["duplicates_of_train"] == {"eval": 1}
 
@@ -250,16 +253,31 @@ def test_no_split_level_is_hash_split_and_deterministic_through_the_pipeline(tmp
     assert read_json(examples, "skipped.json")["eval_split_name"] == "held_out"
 
     # The same data again, through the component in a LocalDagRunner pipeline with ML Metadata,
-    # now with train_limit: eval is identical, train is the 5 smallest ids by hash.
-    published = run_pipeline(tmp_path, eg.ImageExampleGen(data=data, train_limit=5))
-    assert split_ids(published.uri) == (sorted(first_by_hash(train, 5)), evaluation)
+    # now with train_limit: eval is identical, train is the 20 smallest ids by hash (enough
+    # for every eval class to keep train images: fewer is refused, see below).
+    published = run_pipeline(tmp_path, eg.ImageExampleGen(data=data, train_limit=20))
+    assert split_ids(published.uri) == (sorted(first_by_hash(train, 20)), evaluation)
     properties = published.custom_properties
-    assert properties["examples_train"].int_value == 5
+    assert properties["examples_train"].int_value == 20
     assert properties["examples_eval"].int_value == len(evaluation)
     assert properties["eval_split_name"].string_value == "held_out"
     assert properties["span"].int_value == 0
     assert json.loads(properties["skipped_json"].string_value)["examples"] == {
-        "train": 5, "eval": len(evaluation)}
+        "train": 20, "eval": len(evaluation)}
+
+
+def test_a_class_without_train_images_is_refused_before_training(tmp_path):
+    """Eval images of a class train lacks (here: train_limit 5 keeps 5 of 5 classes' images,
+    not all classes), and a single train class, fail ExampleGen, naming the classes."""
+    with pytest.raises(ValueError, match=r"with no valid train image \(.+\).*train_limit 5 "):
+        run_executor(tmp_path / "limited", f"imagefolder:{CIFAR_FLAT}", train_limit=5)
+    one_class = tmp_path / "one" / "train" / "cat"
+    one_class.mkdir(parents=True)
+    for path in sorted((SMOKE / "train" / "cat").glob("*.png"))[:3]:
+        shutil.copy(path, one_class / path.name)
+    with pytest.raises(ValueError, match=r"1 class\(es\) have valid train images \(cat\); a "
+                                         r"classifier needs at least 2"):
+        run_executor(tmp_path / "one-run", f"imagefolder:{tmp_path / 'one'}")
 
 
 # --- 3. a local tfds data set ----------------------------------------------------------------
