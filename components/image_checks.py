@@ -59,6 +59,24 @@ def decode_with_pil(data: bytes) -> str | None:
     return None
 
 
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def exif_rotated(data: bytes) -> bool:
+    """Whether a JPEG's EXIF orientation says it is displayed rotated or mirrored (not 1).
+
+    Such images are trained on as stored: ``tf.io.decode_image`` (Transform, and the serving
+    signature, which gets the same bytes) ignores EXIF, so training and serving agree, but a
+    viewer shows them turned. ImageExampleGen counts them per split for the data report."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.getexif().get(EXIF_ORIENTATION_TAG, 1) not in (0, 1)
+    except Exception:  # noqa: BLE001  (EXIF that PIL cannot parse: nothing to apply)
+        return False
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> (channels, allowed bit depths)
 _PNG_COLOR_TYPES = {0: (1, {1, 2, 4, 8, 16}), 2: (3, {8, 16}), 3: (1, {1, 2, 4, 8}),

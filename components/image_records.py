@@ -36,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from components import data_source as ds, image_checks
 
 KEPT = "kept"
+EXIF_ROTATED = "exif_rotated"  # kept JPEGs with an EXIF orientation other than 1
 # Why a candidate file is skipped before its content is looked at (``read_file``):
 # "not_a_file": a FIFO, device, socket or folder; "too_large": above MAX_FILE_BYTES;
 # "unreadable": a dangling symlink, a symlink loop, no permission; "outside_root": a symlink
@@ -213,8 +214,9 @@ class Outcomes:
     def summary(self) -> dict[str, Any]:
         """{"kept": n, "skipped": {reason: n for every reason}, "first_skipped": [[where,
         reason], ...], "digests": [sorted content digests of the kept images], "per_label":
-        {label index: kept images}}."""
+        {label index: kept images}, "exif_rotated": kept JPEGs displayed rotated}."""
         return {"kept": self.counts[KEPT], "per_label": dict(sorted(self.per_label.items())),
+                EXIF_ROTATED: self.counts[EXIF_ROTATED],
                 "skipped": {reason: self.counts[reason] for reason in SKIP_REASONS},
                 "first_skipped": [list(entry) for entry in self.first_skipped],
                 "digests": sorted(self.digests)}
@@ -270,6 +272,7 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
                                               candidate.id))
             digests.add(digest(data))
             per_label[candidate.label] += 1
+            counts[EXIF_ROTATED] += image_checks.exif_rotated(data)
         else:
             skipped.append((candidate.where, reason))
     if examples:

@@ -172,6 +172,7 @@ def data_summary(examples: Artifact | None, statistics: Artifact | None,
     return {"examples": counts.get("examples", {}), "labels": labels,
             "eval_split": counts.get("eval_split_name", "eval"),
             "duplicates_of_train": counts.get("duplicates_of_train", {}),
+            "exif_rotated": counts.get("exif_rotated", {}),
             "skipped": {s: skipped for s in splits
                         if (skipped := {r: n for r, n in counts.get(s, {}).items() if n})},
             "classes": {s: _class_counts(statistics, s) for s in splits} if statistics else {},
@@ -212,14 +213,17 @@ def _anomalies(anomalies: Artifact, splits: Sequence[str]) -> list[str]:
 
 def data_warnings(data: Mapping[str, Any]) -> list[str]:
     """Data problems a user must see: skipped files, images of eval (or validation) that are
-    byte-identical to train images, a class with no train image, an eval class unseen in train,
-    and every ExampleValidator anomaly."""
+    byte-identical to train images, JPEGs with an EXIF orientation, a class with no train image,
+    an eval class unseen in train, and every ExampleValidator anomaly."""
     warnings = [f"{split}: {count:,} file(s) skipped as {reason}"
                 for split, reasons in data.get("skipped", {}).items()
                 for reason, count in reasons.items() if count]
     warnings += [f"{split}: {count:,} image(s) byte-identical to train images (found by content "
                  "hash): the model was scored on images it trained on"
                  for split, count in data.get("duplicates_of_train", {}).items() if count]
+    warnings += [f"{split}: {count:,} JPEG(s) with an EXIF orientation: used as stored (as "
+                 "TensorFlow decodes them, in training and serving alike), not as a viewer "
+                 "shows them" for split, count in data.get("exif_rotated", {}).items() if count]
     train = data.get("classes", {}).get("train")
     if train is not None:
         empty = [name for name in data.get("labels", []) if not train.get(name)]

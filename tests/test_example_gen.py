@@ -187,7 +187,7 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
     assert read_json(examples, "skipped.json") == {
         "train": NO_SKIPS, "eval": NO_SKIPS, "examples": {"train": 6, "eval": 4},
         "first_skipped": [], "eval_split_name": "validation",  # eval is the validation/ folder
-        "duplicates_of_train": {"eval": 0}}
+        "exif_rotated": {"train": 0, "eval": 0}, "duplicates_of_train": {"eval": 0}}
     assert examples.get_int_custom_property("examples_train") == 6
     assert examples.get_int_custom_property("examples_eval") == 4
     assert examples.get_int_custom_property("num_classes") == 2
@@ -214,6 +214,29 @@ def test_eval_images_identical_to_train_images_are_counted(tmp_path):
         shutil.copy(dogs[split == "test"], tmp_path / "data" / split / "dog" / f"{split}.png")
     examples = run_executor(tmp_path, f"imagefolder:{tmp_path / 'data'}")
     assert read_json(examples, "skipped.json")["duplicates_of_train"] == {"eval": 1}
+
+
+def test_jpegs_with_an_exif_orientation_are_kept_as_stored_and_counted(tmp_path):
+    from PIL import Image
+
+    def jpeg(path: pathlib.Path, orientation: int | None) -> None:
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        Image.new("RGB", (12, 8), (200, 10, 10)).save(path, "JPEG", exif=exif)
+
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            jpeg(tmp_path / "data" / split / name / "plain.jpg", None)
+    jpeg(tmp_path / "data" / "train" / "cat" / "turned.jpg", 6)  # shown rotated 90 degrees
+    jpeg(tmp_path / "data" / "train" / "dog" / "upright.jpg", 1)  # orientation 1: as stored
+    examples = run_executor(tmp_path, f"imagefolder:{tmp_path / 'data'}")
+    report = read_json(examples, "skipped.json")
+    assert report["exif_rotated"] == {"train": 1, "eval": 0}
+    assert report["examples"] == {"train": 4, "eval": 2}
+    stored = (tmp_path / "data" / "train" / "cat" / "turned.jpg").read_bytes()
+    assert stored in {r["image"] for r in read_examples(examples, "train")}  # bytes as stored
 
 
 def test_written_order_mixes_classes(tmp_path):
@@ -331,7 +354,8 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
         "eval": {**NO_SKIPS, "empty": 1},
         "examples": {"train": 8, "eval": 1},
         "first_skipped": sorted(str(BROKEN / i) for i in skipped),
-        "eval_split_name": "validation", "duplicates_of_train": {"eval": 0}}
+        "eval_split_name": "validation", "exif_rotated": {"train": 0, "eval": 0},
+        "duplicates_of_train": {"eval": 0}}
     train, evaluation = read_examples(examples, "train"), read_examples(examples, "eval")
     assert ids(train) + ids(evaluation) == kept
     assert {i.split("/")[-1] for i in ids(train)} >= {

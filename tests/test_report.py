@@ -363,11 +363,14 @@ def test_data_warnings_name_every_problem():
             "classes": {"train": {"cat": 5, "dog": 4}, "eval": {"cat": 2, "dog": 2, "owl": 1}},
             "skipped": {"train": {"truncated": 2}},
             "duplicates_of_train": {"eval": 3, "validation": 0},
+            "exif_rotated": {"train": 2, "eval": 0},
             "anomalies": ["eval: label_name: Unexpected string values"]}
     assert report.data_warnings(data) == [
         "train: 2 file(s) skipped as truncated",
         "eval: 3 image(s) byte-identical to train images (found by content hash): the model "
         "was scored on images it trained on",
+        "train: 2 JPEG(s) with an EXIF orientation: used as stored (as TensorFlow decodes them, "
+        "in training and serving alike), not as a viewer shows them",
         "class(es) with no valid train image: fox",
         "eval has class(es) never seen in train: owl",
         "anomaly: eval: label_name: Unexpected string values"]
