@@ -203,11 +203,12 @@ class LayerResponses:
         return from_dict(cls, json.loads(text))
 
 
-def from_dict(cls, values: Any):
+def from_dict(cls, values: Any, prefix: str = ""):
     """An instance of dataclass `cls` from plain values (parsed JSON, TOML or a protobuf
     Struct): nested dataclasses, lists as tuples, whole floats as ints where the field is an int.
     The one converter from plain data to this project's dataclasses. Raises ValueError naming
-    unknown (with the allowed ones) or missing fields."""
+    unknown (with the allowed ones) or missing fields, and a value of the wrong type (naming
+    the field, ``prefix`` first: nested fields as ``training.epochs``)."""
     if not dataclasses.is_dataclass(cls):
         return values
     hints = typing.get_type_hints(cls)
@@ -216,7 +217,7 @@ def from_dict(cls, values: Any):
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
                          f"allowed: {', '.join(fields)}")
-    kwargs = {name: _convert(hints[name], value) for name, value in values.items()}
+    kwargs = {name: _convert(hints[name], value, prefix + name) for name, value in values.items()}
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -224,20 +225,39 @@ def from_dict(cls, values: Any):
     return cls(**kwargs)
 
 
-def _convert(hint: Any, value: Any) -> Any:
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _convert(hint: Any, value: Any, name: str) -> Any:
+    """`value` as field `name` of type `hint` holds it; ValueError naming the field, the type
+    expected and the value when it is of another type (a string for a number, a string for a
+    list, a number for a table)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+
+    def wrong(expected: str) -> ValueError:
+        return ValueError(f"{name}: expected {expected}, got {value!r}")
+
     if value is None:
         return None
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)  # a protobuf Struct stores every number as a double
+    if hint in _TYPE_NAMES:
+        numeric = hint is float and isinstance(value, int)
+        if isinstance(value, bool) != (hint is bool) or not (isinstance(value, hint) or numeric):
+            raise wrong(_TYPE_NAMES[hint])
+        return float(value) if numeric else value
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value)
+        if not isinstance(value, dict):
+            raise wrong(f"a table of {hint.__name__} settings")
+        return from_dict(hint, value, f"{name}.")
     if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise wrong("a list")
         item = args[0] if args else Any
-        return tuple(_convert(item, v) for v in value)
+        return tuple(_convert(item, v, name) for v in value)
     if args and origin is not Literal:  # X | None: convert with the non-None member
         members = [a for a in args if a is not type(None)]
-        return _convert(members[0], value) if len(members) == 1 else value
+        return _convert(members[0], value, name) if len(members) == 1 else value
     return value
 
 

@@ -228,10 +228,20 @@ def print_report(config: config_lib.PipelineConfig) -> None:
 def config_from_environment() -> config_lib.PipelineConfig:
     """The config the tfx CLI path runs: ABLATION_CONFIG (JSON) or ABLATION_PROFILE."""
     if os.environ.get(CONFIG_ENV):
-        return config_lib.from_dict(json.loads(pathlib.Path(os.environ[CONFIG_ENV]).read_text()))
+        path = pathlib.Path(os.environ[CONFIG_ENV])
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise config_lib.ConfigError(f"{CONFIG_ENV}={path}: {error}") from None
+        return config_lib.from_dict(values, where=f"{CONFIG_ENV}={path}")
     return config_lib.load_profile(os.environ.get(PROFILE_ENV, DEFAULT_PROFILE))
 
 
 if __name__ == "__main__":
     # Under `tfx pipeline create`, the CLI patches LocalDagRunner.run to capture the pipeline.
-    run(config_from_environment())
+    try:
+        environment_config = config_lib.validate(config_from_environment())
+    except config_lib.ConfigError as error:
+        print(f"{pathlib.Path(__file__).name}: {error}", file=sys.stderr)
+        sys.exit(2)
+    run(environment_config)

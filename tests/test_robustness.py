@@ -182,3 +182,34 @@ def test_an_unprepared_tfds_set_offline_fails_in_seconds_and_writes_nothing(tmp_
     assert seconds < 90
     written = {p.name for p in home.iterdir()}  # Keras and matplotlib make their caches
     assert "tensorflow_datasets" not in written, written
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"image_size": "32"}', "image_size: expected an integer, got '32'"),
+    ('{"models": "resnet20"}', "models: expected a list, got 'resnet20'"),
+    ('{"training": 5}', "training: expected a table of TrainingConfig settings, got 5"),
+    ('{"training": {"epochs": "3"}}', "training.epochs: expected an integer, got '3'"),
+    ('{"image_size": ', "Expecting value"),
+    (None, "No such file or directory")])
+def test_the_tfx_cli_path_reports_a_bad_config_in_one_line(tmp_path, content, message):
+    """`tfx pipeline create --pipeline_path=pipeline/local_runner.py` runs the file with
+    ABLATION_CONFIG or ABLATION_PROFILE: their errors are one line, exit code 2."""
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(REPO / "pipeline" / "local_runner.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ABLATION_CONFIG": str(path)})
+    assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"local_runner.py: ABLATION_CONFIG={path}") and message in last
+    assert time.perf_counter() - started < CONFIG_SECONDS
+
+
+def test_an_unknown_profile_on_the_tfx_cli_path_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "pipeline" / "local_runner.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ABLATION_PROFILE": "nope"})
+    assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
+    assert "unknown profile 'nope'" in done.stderr.strip().splitlines()[-1]
