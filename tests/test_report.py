@@ -154,38 +154,22 @@ def _trained_model(directory, features, labels, epochs):
     return artifact
 
 
-def _eval_config(name, baseline_name=None):
-    """Shaped like the pipeline's: model specs named after the models, explicit metrics."""
-    def spec(model, is_baseline=False):
-        return tfma.ModelSpec(name=model, label_key="label", prediction_key="probabilities",
-                              signature_name="serving_default", is_baseline=is_baseline)
-
-    metrics = [tfma.MetricConfig(class_name="ExampleCount"),
-               tfma.MetricConfig(class_name="SparseCategoricalAccuracy",
-                                 config='{"name": "accuracy"}'),
-               tfma.MetricConfig(class_name="SparseCategoricalCrossentropy",
-                                 config='{"name": "loss"}')]
-    specs = [spec(name)] + ([spec(baseline_name, True)] if baseline_name else [])
-    return tfma.EvalConfig(model_specs=specs, slicing_specs=[tfma.SlicingSpec()],
-                           metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
-
-
 def _evaluate(directory, examples, name, model, baseline=None):
     """Runs the TFX Evaluator executor on `model` named `name` (against `baseline`, a
     (name, model) pair); returns its ModelEvaluation with the pipeline's custom properties."""
-    config = _eval_config(name, baseline and baseline[0])
-    evaluation = standard_artifacts.ModelEvaluation()
-    evaluation.uri = str(directory)
-    evaluation.set_string_custom_property("model_name", name)
-    evaluation.set_string_custom_property("baseline_model_name", baseline[0] if baseline else "")
-    evaluation.set_int_custom_property("seed", 0)
+    config = evaluation.eval_config(name, 3, baseline and baseline[0])  # the pipeline's
+    result = standard_artifacts.ModelEvaluation()
+    result.uri = str(directory)
+    result.set_string_custom_property("model_name", name)
+    result.set_string_custom_property("baseline_model_name", baseline[0] if baseline else "")
+    result.set_int_custom_property("seed", 0)
     inputs = {"examples": [examples], "model": [model]}
     if baseline:
         inputs["baseline_model"] = [baseline[1]]
     evaluator_executor.Executor().Do(
-        inputs, {"evaluation": [evaluation], "blessing": [standard_artifacts.ModelBlessing()]},
+        inputs, {"evaluation": [result], "blessing": [standard_artifacts.ModelBlessing()]},
         {"eval_config": proto_utils.proto_to_json(config)})
-    return evaluation
+    return result
 
 
 @pytest.fixture(scope="module")

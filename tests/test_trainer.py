@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import trainer
 from components.contracts import LayerResponses, Predictions, RunHistory
+from pipeline import config as config_lib
 from pipeline.config import TrainingConfig
 from tests.helpers import read_examples
 
@@ -353,3 +355,59 @@ def test_cifar_paper_profile_sets_the_paper_protocol():
     assert [round(iterations / steps) for iterations in (32_000, 48_000, 64_000)] == list(epochs)
     # the profile comment's 45k/5k alternative: 351 batches per epoch
     assert [round(i / (45_000 // 128)) for i in (32_000, 48_000, 64_000)] == [91, 137, 182]
+
+
+def test_warmup_schedule_ramps_then_follows_its_kind():
+    def rates(schedule, steps):
+        return [float(schedule(step)) for step in steps]
+
+    cosine = trainer.WarmupSchedule(peak=0.4, warmup_steps=4, total_steps=104)
+    assert rates(cosine, [0, 1, 3]) == pytest.approx([0.1, 0.2, 0.4])  # linear to the peak
+    assert rates(cosine, [4, 54, 104, 200]) == pytest.approx([0.4, 0.2, 0.0, 0.0], abs=1e-6)
+    step = trainer.WarmupSchedule(peak=0.1, warmup_steps=0, total_steps=100, kind="step",
+                                  boundaries=(50, 75))
+    assert rates(step, [0, 49, 50, 74, 75, 99]) == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    flat = trainer.WarmupSchedule(peak=0.3, warmup_steps=2, total_steps=10, kind="constant")
+    assert rates(flat, [0, 1, 2, 9]) == pytest.approx([0.15, 0.3, 0.3, 0.3])
+    restored = trainer.WarmupSchedule(**step.get_config())
+    assert rates(restored, [49, 50, 75]) == rates(step, [49, 50, 75])
+
+
+def test_learning_rate_schedule_converts_epochs_to_steps():
+    training = TrainingConfig(epochs=12, batch_size=128, base_learning_rate=0.2,
+                              warmup_epochs=0.5, schedule="step", step_decay_epochs=(6, 9))
+    schedule = trainer.learning_rate_schedule(training, steps_per_epoch=390)
+    assert (schedule.peak, schedule.warmup_steps, schedule.total_steps, schedule.boundaries) == (
+        0.1, 195, 4680, (2340, 3510))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"models": ("resnet51",)}, "unknown model(s) resnet51"),
+    ({"models": ()}, "name at least one model"),
+    ({"models": ("resnet18", "resnet18")}, "duplicates"),
+    ({"image_size": 0}, "image_size must be a positive integer"),
+    ({"image_size": 2048}, "above 1024"),
+    ({"first_seed": -1}, "first_seed must be 0 or more"),
+    ({"eval_fraction": 1.0}, "eval_fraction must be in (0, 1)"),
+    ({"validation_fraction": -0.1}, "validation_fraction must be in [0, 1)"),
+    ({"shortcut": "D"}, "shortcut must be one of A, B, C"),
+    ({"normalization": "zca"}, "normalization must be one of"),
+    ({"data": "imagefolder:/no/such/folder"}, "does not exist"),
+    ({"data": "s3:x"}, "invalid data"),
+    ({"pipeline_root": "/proc/x"}, "kernel file system"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"memory_cache_mb": -1}, "memory_cache_mb must be 0"),
+    ({"mixed_precision": "fp8"}, "mixed_precision must be auto, on or off"),
+    ({"schedule": "linear"}, "schedule must be cosine, step or constant"),
+    ({"weight_decay_scope": "bias"}, "weight_decay_scope must be one of"),
+    ({"base_learning_rate": 0.0}, "base_learning_rate must be positive")])
+def test_validate_names_the_bad_value(tmp_path, overrides, message):
+    config = config_lib.with_overrides(config_lib.load_profile("smoke"),
+                                       pipeline_root=str(tmp_path / "root"))
+    config = (dataclasses.replace(config, models=overrides["models"]) if "models" in overrides
+              else config_lib.with_overrides(config, **overrides))
+    with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+        config_lib.validate(config)
+    assert config_lib.validate(config_lib.with_overrides(
+        config_lib.load_profile("smoke"), pipeline_root=str(tmp_path / "root"))) is not None
