@@ -41,6 +41,8 @@ import functools
 import hashlib
 import os
 import re
+import socket
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Literal
 
@@ -379,9 +381,6 @@ def _check_reachable(name: str, builder, timeout: float = 5.0) -> None:
     """Raises ValueError, in seconds and before anything is written, when a server tfds would
     download set `name` from cannot be reached (offline machines: tfds itself retries for
     minutes, then fails with a traceback)."""
-    import socket
-    import urllib.parse
-
     for url in sorted(builder.url_infos or {}):
         host = urllib.parse.urlparse(url).hostname
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 from collections.abc import Sequence
 
 from ml_metadata.metadata_store import metadata_store
@@ -136,7 +137,7 @@ class _RootReport:
 
 
 def _read_root(pipeline_root: str, pipeline_name: str | None = None) -> _RootReport:
-    from components import report
+    from components import report  # TFMA and TFDV: only when a report is rendered
 
     store = open_store(pipeline_root)
     name = pipeline_name or _pipeline_name(store)
@@ -168,9 +169,7 @@ def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = 
     configurations differ in anything but ``SHARD_FIELDS`` or whose data differ (naming the
     difference), and for a (model, seed) run found in two roots.
     """
-    import pathlib
-
-    from components import report
+    from components import report  # TFMA and TFDV: only when a report is rendered
 
     roots = [pipeline_roots] if isinstance(pipeline_roots, str) else list(pipeline_roots)
     parts = [_read_root(root, pipeline_name) for root in roots]

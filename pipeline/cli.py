@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import logging
+import os
 import pathlib
+import shlex
 import signal
 import sys
 import threading
+
+from components.data_source import SKIPPED_FILE, parse_data
+from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
+from pipeline import config as config_lib
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -79,12 +86,6 @@ DATA_ARTIFACTS = (  # (component id, output key) printed by `ablation ingest`
 
 def _config_from(args: argparse.Namespace, base):
     """`base` with the flags the user gave applied; relative paths resolved from the CWD."""
-    import os
-    import shlex
-
-    from components.data_source import parse_data
-    from pipeline import config as config_lib
-
     try:
         data = parse_data(args.data).spec if args.data is not None else None
     except ValueError as error:
@@ -107,11 +108,7 @@ def _config_from(args: argparse.Namespace, base):
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    import json
-    import os
-
-    from components.data_source import SKIPPED_FILE
-    from pipeline import artifacts, config as config_lib, local_runner
+    from pipeline import artifacts, local_runner
 
     base = config_lib.PipelineConfig(profile="ingest", pipeline_name="resnet-ablation-ingest")
     config = _config_from(args, base)
@@ -132,7 +129,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline import config as config_lib, local_runner
+    from pipeline import local_runner
 
     local_runner.run(_config_from(args, config_lib.load_profile(args.profile)))
     return 0
@@ -186,8 +183,6 @@ class UsageError(Exception):
 
 
 def _model_name(value: str) -> str:
-    from components.model_specs import MODEL_NAMES
-
     if value not in MODEL_NAMES:
         raise argparse.ArgumentTypeError(
             f"unknown model {value!r}; valid names: {', '.join(MODEL_NAMES)}")
@@ -201,8 +196,6 @@ def _positive(value: str) -> int:
 
 
 def _shortcut_flag(command: argparse.ArgumentParser) -> None:
-    from components.model_specs import SHORTCUT_OPTIONS
-
     command.add_argument("--shortcut", choices=SHORTCUT_OPTIONS,
                          help="the paper's shortcut option (Table 3) for residual nets (default: "
                               "B for ImageNet-style, A for CIFAR-style; plain nets have none)")
@@ -324,10 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand; returns its exit code (see the module docstring)."""
-    import os
-
-    from pipeline.config import ConfigError
-
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("ABLATION_DEBUG", "") not in ("", "0")
     previous_handler = signal.getsignal(signal.SIGINT)
@@ -339,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ablation {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, UsageError) as error:
+    except (config_lib.ConfigError, UsageError) as error:
         if debug:
             raise
         print(f"ablation {args.command}: {error}", file=sys.stderr)

@@ -24,7 +24,7 @@ from components.contracts import (  # re-exported: the configuration's Trainer p
     TrainingConfig,
 )
 from components.data_source import DataSource, parse_data
-from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
+from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS, get_spec
 
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
@@ -82,8 +82,6 @@ class PipelineConfig:
     @property
     def pairs(self) -> list[tuple[str, str]]:
         """(residual, plain) twins that are both in the study, in study order."""
-        from components.model_specs import get_spec
-
         specs = [get_spec(name) for name in self.models]
         return [(s.name, s.twin) for s in specs if s.residual and s.twin in self.models]
 

@@ -12,6 +12,7 @@ import subprocess
 
 from tfx import v1 as tfx
 
+from components.data_source import class_names
 from components.evaluation import Evaluator, eval_config
 from components.example_gen import ImageExampleGen
 from components.schema import SchemaCurator
@@ -93,7 +94,7 @@ def training_components(config: PipelineConfig, data: dict[str, object],
 
     Every model is evaluated once: with its twin when both are in the study (one TFMA run
     holds both models' metrics and the diffs), alone otherwise."""
-    from components.report import AblationReport
+    from components.report import AblationReport  # TFMA and TFDV: not for data_only pipelines
 
     seeds = config.seed_list
     trainers = {(model, seed): _trainer(config, data, model, seed)
@@ -132,8 +133,6 @@ def create_pipeline(config: PipelineConfig, *, data_only: bool = False,
 
     `local_metadata` puts MLMD in SQLite under the pipeline root (local runs); Kubeflow
     provides its own store, so the Kubeflow runner passes False."""
-    from components.data_source import class_names
-
     data = data_components(config)
     components = list(data.values())
     if not data_only:
