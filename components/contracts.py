@@ -103,8 +103,12 @@ class EpochRecord:
     clean_train_loss: float | None
     clean_train_accuracy: float | None
     learning_rate: float
-    seconds: float
-    images_per_second: float
+    seconds: float  # the epoch's wall time, its validation included
+    images_per_second: float  # train images / seconds
+    # the part of `seconds` spent validating, and the clean train measurement after the epoch
+    # (not in `seconds`); None in histories written before they were recorded
+    validation_seconds: float | None = None
+    clean_train_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -392,7 +392,13 @@ class HistoryRecorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         kept = tuple(entry for entry in self.history.epochs if entry.epoch <= epoch)  # on resume
         self.history = dataclasses.replace(self.history, epochs=kept)
-        self._start = time.perf_counter()
+        self._start, self._validation = time.perf_counter(), 0.0
+
+    def on_test_begin(self, logs=None):  # fit's validation pass
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._validation += time.perf_counter() - self._test_start
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -409,8 +415,10 @@ class HistoryRecorder(keras.callbacks.Callback):
 
     def _record(self, epoch: int, logs: dict, seconds: float) -> None:
         last = epoch + 1 == self.params.get("epochs")
+        started = time.perf_counter()
         clean = self.clean_train() if last or (
             self.clean_every and (epoch + 1) % self.clean_every == 0) else {}
+        clean_seconds = time.perf_counter() - started
         entry = EpochRecord(
             epoch=epoch + 1,
             train_loss=contracts.finite(logs.get("cross_entropy")),
@@ -421,7 +429,9 @@ class HistoryRecorder(keras.callbacks.Callback):
             clean_train_accuracy=contracts.finite(clean.get("accuracy")),
             learning_rate=float(self.model.optimizer.learning_rate),  # the schedule's value now
             seconds=seconds,
-            images_per_second=self.images_per_epoch / seconds)
+            images_per_second=self.images_per_epoch / seconds,
+            validation_seconds=self._validation,
+            clean_train_seconds=clean_seconds if clean else None)
         self.history = dataclasses.replace(self.history, epochs=self.history.epochs + (entry,))
 
 

@@ -67,6 +67,8 @@ def test_run_fn_exports_a_model_that_classifies_raw_png_bytes(ingested, tmp_path
         assert 0 <= entry["val_accuracy"] <= 1 and np.isfinite(entry["train_loss"])
         assert 0 <= entry["clean_train_accuracy"] <= 1  # measured every epoch by default
         assert entry["images_per_second"] > 0 and entry["learning_rate"] > 0
+        assert 0 < entry["validation_seconds"] < entry["seconds"]  # part of the epoch
+        assert entry["clean_train_seconds"] > 0  # measured after it
     assert any(p.name.startswith("events.out") for p in (tmp_path / "run" / "logs").rglob("*"))
 
     predictions = Predictions.from_json((tmp_path / "run" / "predictions.json").read_text())
