@@ -124,7 +124,7 @@ and where and how it ran; everything else (data, sizes, training) must be the sa
 
 
 @dataclasses.dataclass(frozen=True)
-class _RootReport:
+class RootReport:
     """What one pipeline root contributes to a report."""
 
     root: str
@@ -136,7 +136,9 @@ class _RootReport:
     component_seconds: dict[str, float]
 
 
-def _read_root(pipeline_root: str, pipeline_name: str | None = None) -> _RootReport:
+def read_root(pipeline_root: str, pipeline_name: str | None = None) -> RootReport:
+    """What `pipeline_root` holds for a report: its runs (LIVE ModelRun and ModelEvaluation
+    artifacts), data summary, configuration, code version, newest run and component times."""
     from components import report  # TFMA and TFDV: only when a report is rendered
 
     store = open_store(pipeline_root)
@@ -148,7 +150,7 @@ def _read_root(pipeline_root: str, pipeline_name: str | None = None) -> _RootRep
         for component, key in (("ImageExampleGen", "examples"), ("StatisticsGen", "statistics"),
                                ("ExampleValidator", "anomalies"))]
     properties = _report_properties(store, name) if name else {}
-    return _RootReport(
+    return RootReport(
         pipeline_root, results, report.data_summary(*data_artifacts),
         properties.get("config_json", ""), properties.get("code_version", ""),
         _run_name(store, last_run_id(store, name)) if name else None,
@@ -172,7 +174,7 @@ def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = 
     from components import report  # TFMA and TFDV: only when a report is rendered
 
     roots = [pipeline_roots] if isinstance(pipeline_roots, str) else list(pipeline_roots)
-    parts = [_read_root(root, pipeline_name) for root in roots]
+    parts = [read_root(root, pipeline_name) for root in roots]
     _check_one_study(parts)
     results = [result for part in parts for result in part.results]
     seen: dict[tuple[str, int], str] = {}
@@ -196,7 +198,7 @@ def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = 
     return paths
 
 
-def _check_one_study(parts: Sequence[_RootReport]) -> None:
+def _check_one_study(parts: Sequence[RootReport]) -> None:
     """Raises ValueError naming what differs between the roots' studies or data."""
     first = parts[0]
     for part in parts[1:]:

@@ -203,14 +203,14 @@ def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
 
 
 def test_roots_of_different_studies_are_not_merged():
-    from pipeline.artifacts import _check_one_study, _RootReport
+    from pipeline.artifacts import RootReport, _check_one_study
 
     def part(root, **config):
         base = {"data": "imagefolder:x", "seeds": 1, "first_seed": 0, "pipeline_root": root,
                 "training": {"epochs": 1, "batch_size": 16}}
         for key, value in config.items():
             (base["training"] if key in ("epochs", "batch_size") else base)[key] = value
-        return _RootReport(root, [], {"examples": {"train": 64, "eval": 500}}, json.dumps(base),
+        return RootReport(root, [], {"examples": {"train": 64, "eval": 500}}, json.dumps(base),
                            "abc", None, {})
 
     _check_one_study([part("a"), part("b", first_seed=1, seeds=2)])  # shards: fine
