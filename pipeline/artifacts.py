@@ -198,6 +198,31 @@ def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = 
     return paths
 
 
+def copy_run_files(pipeline_roots: Sequence[str], output_dir: str) -> list[pathlib.Path]:
+    """Copies what lets a reader check a report without the roots: every LIVE ModelRun's
+    history.json to ``<output_dir>/runs/<root folder>/<model>_seed<k>.history.json`` and the
+    root's effective configurations (``<root>/configs/*.json``) beside them. Returns the paths
+    written. Models, examples and checkpoints are never copied."""
+    from components.contracts import HISTORY_FILE
+
+    written = []
+    for root in pipeline_roots:
+        target = pathlib.Path(output_dir, "runs", pathlib.Path(root).name)
+        target.mkdir(parents=True, exist_ok=True)
+        for run in live_artifacts(open_store(root), "ModelRun"):
+            source = pathlib.Path(run.uri, HISTORY_FILE)
+            if source.exists():
+                history = json.loads(source.read_text())
+                path = target / f"{history['model']}_seed{history['seed']}.history.json"
+                path.write_text(source.read_text())
+                written.append(path)
+        for config in sorted(pathlib.Path(root, "configs").glob("*.json")):
+            path = target / f"config-{config.name}"
+            path.write_text(config.read_text())
+            written.append(path)
+    return written
+
+
 def _check_one_study(parts: Sequence[RootReport]) -> None:
     """Raises ValueError naming what differs between the roots' studies or data."""
     first = parts[0]

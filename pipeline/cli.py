@@ -140,11 +140,16 @@ def _report(args: argparse.Namespace) -> int:
 
     if len(args.pipeline_roots) > 1 and args.output is None:
         raise UsageError("merging several pipeline roots needs --output DIR")
-    paths = artifacts.render_report([str(root.resolve()) for root in args.pipeline_roots],
-                                    args.output and str(args.output))
+    if args.with_histories and args.output is None:
+        raise UsageError("--with-histories needs --output DIR")
+    roots = [str(root.resolve()) for root in args.pipeline_roots]
+    paths = artifacts.render_report(roots, args.output and str(args.output))
     print(paths["markdown"].read_text())
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
+    if args.with_histories:
+        copied = artifacts.copy_run_files(roots, str(args.output))
+        print(f"{'runs':<9} {len(copied)} histories and configurations under {args.output}/runs")
     return 0
 
 
@@ -278,6 +283,9 @@ def _add_report(commands) -> None:
     report.add_argument("--output", type=pathlib.Path,
                         help="the folder to write the report to (default PATH/report; required "
                              "with several roots)")
+    report.add_argument("--with-histories", action="store_true",
+                        help="also copy every run's history.json and each root's effective "
+                             "configuration under DIR/runs (small files only; needs --output)")
     report.set_defaults(func=_report)
 
 
