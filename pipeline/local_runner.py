@@ -176,16 +176,17 @@ def _run(config: config_lib.PipelineConfig, data_only: bool) -> list:
     previous_run = _last_run_id(config)
     with _component_progress():
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config, data_only=data_only))
-    if _last_run_id(config) == previous_run:  # `tfx pipeline create` only reads the pipeline
-        return []
-    runs = artifacts.last_run(artifacts.open_store(config.pipeline_root), config.pipeline_name)
+    store = artifacts.open_store(config.pipeline_root)  # one connection for what follows
+    if artifacts.last_run_id(store, config.pipeline_name) == previous_run:
+        return []  # `tfx pipeline create` only reads the pipeline
+    runs = artifacts.last_run(store, config.pipeline_name)
     for component in runs:
         print(f"  {component.component:<40} {component.state:<7} {component.seconds:8.1f} s")
     cached = sum(component.state == "cached" for component in runs)
     print(f"Pipeline finished in {time.perf_counter() - started:.1f} s "
           f"({len(runs)} components, {cached} from cache)", flush=True)
     if not data_only:
-        print_report(config)
+        print_report(config, store)
     return runs
 
 
@@ -198,14 +199,15 @@ def _last_run_id(config: config_lib.PipelineConfig) -> int | None:
         return None
 
 
-def print_report(config: config_lib.PipelineConfig) -> None:
+def print_report(config: config_lib.PipelineConfig, store=None) -> None:
     """Re-renders the report into <root>/report with every component's wall time (which the
     pipeline's own AblationReport artifact cannot know), then prints its table, verdicts and
-    data warnings, and where both copies are: what a user must see last."""
+    data warnings, and where both copies are: what a user must see last. `store`: the root's
+    open ML Metadata store, if the caller has one."""
     from components import report_files
     from pipeline import artifacts
 
-    store = artifacts.open_store(config.pipeline_root)
+    store = store or artifacts.open_store(config.pipeline_root)
     published = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
     if not published:
         return
