@@ -156,29 +156,42 @@ def _private_tmp(path: str):
 
 def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     """Validates `config`, runs the pipeline locally, prints and returns what each component did."""
-    config_lib.validate(config)  # before the imports below: a bad config fails in a moment
-    with exclusive_root(config.pipeline_root):
-        return _run(config, data_only)
-
-
-def _run(config: config_lib.PipelineConfig, data_only: bool) -> list:
-    from tfx import v1 as tfx
-
+    config_lib.validate(config)  # before TFX loads: a bad config fails in a moment
     from components.trainer import configure_threads
-    from pipeline import artifacts
-    from pipeline.pipeline import create_pipeline
 
     configure_threads(config.training)  # before any component starts TensorFlow's runtime
+    pipeline = _build(config, data_only)  # before anything is written under the root
+    with exclusive_root(config.pipeline_root):
+        return _run(config, pipeline, data_only)
+
+
+def _build(config: config_lib.PipelineConfig, data_only: bool):
+    from pipeline.pipeline import create_pipeline
+
+    try:
+        return create_pipeline(config, data_only=data_only)
+    except ValueError as error:  # e.g. a tfds name tensorflow-datasets does not know
+        raise config_lib.ConfigError(str(error)) from None
+
+
+def _run(config: config_lib.PipelineConfig, pipeline, data_only: bool) -> list:
+    from tfx import v1 as tfx
+
+    from pipeline import artifacts
+
     stored = store_effective_config(config)
     print(f"Pipeline {config.pipeline_name} (profile {config.profile}), root {config.pipeline_root}"
           + (f", config {stored}" if stored else ""), flush=True)
     started = time.perf_counter()
     previous_run = _last_run_id(config)
     with _component_progress():
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, data_only=data_only))
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    # `tfx pipeline create` only reads the pipeline: no store yet, or no new run in it
+    if (previous_run is None and not os.path.exists(config.metadata_path)):
+        return []
     store = artifacts.open_store(config.pipeline_root)  # one connection for what follows
     if artifacts.last_run_id(store, config.pipeline_name) == previous_run:
-        return []  # `tfx pipeline create` only reads the pipeline
+        return []
     runs = artifacts.last_run(store, config.pipeline_name)
     for component in runs:
         print(f"  {component.component:<40} {component.state:<7} {component.seconds:8.1f} s")

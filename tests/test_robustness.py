@@ -37,6 +37,8 @@ PROBES = {  # name: (arguments, exit code, what the message must say)
                                          2, os.path.expanduser("~/no-such-folder-here")),
     "bad tfds name": (["run", "--data", "tfds:Bad-Name"], 2, "invalid data 'tfds:Bad-Name'"),
     "unknown profile": (["run", "--profile", "nope"], 2, "unknown profile 'nope'"),
+    "unknown tfds set": (["run", "--data", "tfds:no_such_set_here", "--pipeline-root", "root"], 2,
+                         "unknown tfds data set 'no_such_set_here'"),
     "unbalanced quotes in beam args": (["run", "--beam-args", '"--x'], 2, "--beam-args"),
     "pipeline root in /proc": (["run", "--pipeline-root", "/proc/ablation"], 2,
                                "kernel file system"),
