@@ -241,8 +241,8 @@ def _skip_report(summaries: dict[str, dict], eval_split_name: str) -> dict[str, 
     report["first_skipped"] = [where for where, _ in first[:image_records.FIRST_SKIPPED]]
     report["eval_split_name"] = eval_split_name
     train = set(summaries.get(ds.TRAIN, {}).get("digests", ()))
-    report[image_records.EXIF_ROTATED] = {
-        split: summary.get(image_records.EXIF_ROTATED, 0) for split, summary in summaries.items()}
+    for key in (image_records.EXIF_ROTATED, image_records.LARGE):
+        report[key] = {split: summary.get(key, 0) for split, summary in summaries.items()}
     report["duplicates_of_train"] = {
         split: len(train.intersection(summary.get("digests", ())))
         for split, summary in summaries.items() if split != ds.TRAIN}

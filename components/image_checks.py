@@ -60,6 +60,22 @@ def decode_with_pil(data: bytes) -> str | None:
 
 
 EXIF_ORIENTATION_TAG = 0x0112
+LARGE_PIXELS = 4096 * 4096  # above this, decoding an image costs more than training on it
+
+
+def is_large(data: bytes) -> bool:
+    """Whether a kept image has more than ``LARGE_PIXELS`` pixels (read from its header only):
+    each is decoded whole every epoch before being resized, so a few slow training down."""
+    if data.startswith(PNG_SIGNATURE):
+        width, height = struct.unpack(">II", data[16:24])
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Exception:  # noqa: BLE001  (check_image has kept it: nothing more to learn)
+            return False
+    return width * height > LARGE_PIXELS
+
 
 
 def exif_rotated(data: bytes) -> bool:

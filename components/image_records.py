@@ -37,6 +37,7 @@ from components import data_source as ds, image_checks
 
 KEPT = "kept"
 EXIF_ROTATED = "exif_rotated"  # kept JPEGs with an EXIF orientation other than 1
+LARGE = "large"  # kept images above image_checks.LARGE_PIXELS
 # Why a candidate file is skipped before its content is looked at (``read_file``):
 # "not_a_file": a FIFO, device, socket or folder; "too_large": above MAX_FILE_BYTES;
 # "unreadable": a dangling symlink, a symlink loop, no permission; "outside_root": a symlink
@@ -214,9 +215,10 @@ class Outcomes:
     def summary(self) -> dict[str, Any]:
         """{"kept": n, "skipped": {reason: n for every reason}, "first_skipped": [[where,
         reason], ...], "digests": [sorted content digests of the kept images], "per_label":
-        {label index: kept images}, "exif_rotated": kept JPEGs displayed rotated}."""
+        {label index: kept images}, "exif_rotated": kept JPEGs displayed rotated, "large": kept
+        images above image_checks.LARGE_PIXELS}."""
         return {"kept": self.counts[KEPT], "per_label": dict(sorted(self.per_label.items())),
-                EXIF_ROTATED: self.counts[EXIF_ROTATED],
+                EXIF_ROTATED: self.counts[EXIF_ROTATED], LARGE: self.counts[LARGE],
                 "skipped": {reason: self.counts[reason] for reason in SKIP_REASONS},
                 "first_skipped": [list(entry) for entry in self.first_skipped],
                 "digests": sorted(self.digests)}
@@ -273,6 +275,7 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
             digests.add(digest(data))
             per_label[candidate.label] += 1
             counts[EXIF_ROTATED] += image_checks.exif_rotated(data)
+            counts[LARGE] += image_checks.is_large(data)
         else:
             skipped.append((candidate.where, reason))
     if examples:

@@ -173,6 +173,7 @@ def data_summary(examples: Artifact | None, statistics: Artifact | None,
             "eval_split": counts.get("eval_split_name", "eval"),
             "duplicates_of_train": counts.get("duplicates_of_train", {}),
             "exif_rotated": counts.get("exif_rotated", {}),
+            "large": counts.get("large", {}),
             "skipped": {s: skipped for s in splits
                         if (skipped := {r: n for r, n in counts.get(s, {}).items() if n})},
             "classes": {s: _class_counts(statistics, s) for s in splits} if statistics else {},
@@ -213,7 +214,8 @@ def _anomalies(anomalies: Artifact, splits: Sequence[str]) -> list[str]:
 
 def data_warnings(data: Mapping[str, Any]) -> list[str]:
     """Data problems a user must see: skipped files, images of eval (or validation) that are
-    byte-identical to train images, JPEGs with an EXIF orientation, a class with no train image,
+    byte-identical to train images, JPEGs with an EXIF orientation, images above 16.8 megapixels,
+    a class with no train image,
     an eval class unseen in train, and every ExampleValidator anomaly."""
     warnings = [f"{split}: {count:,} file(s) skipped as {reason}"
                 for split, reasons in data.get("skipped", {}).items()
@@ -224,6 +226,9 @@ def data_warnings(data: Mapping[str, Any]) -> list[str]:
     warnings += [f"{split}: {count:,} JPEG(s) with an EXIF orientation: used as stored (as "
                  "TensorFlow decodes them, in training and serving alike), not as a viewer "
                  "shows them" for split, count in data.get("exif_rotated", {}).items() if count]
+    warnings += [f"{split}: {count:,} image(s) above 16.8 megapixels: each is decoded whole "
+                 "before it is resized, which can dominate training time; resize the folder once"
+                 for split, count in data.get("large", {}).items() if count]
     train = data.get("classes", {}).get("train")
     if train is not None:
         empty = [name for name in data.get("labels", []) if not train.get(name)]

@@ -197,3 +197,19 @@ def test_listing_chunks_give_back_every_candidate_whatever_its_name(tmp_path):
     chunks = image_records.write_listing(candidates, str(tmp_path / "listing.jsonl"), 4)
     assert [len(list(chunk.candidates())) for chunk in chunks] == [4, 4, 4, 4, 2]
     assert [c for chunk in chunks for c in chunk.candidates()] == candidates
+
+
+def test_is_large_reads_the_size_from_the_header_only():
+    from PIL import Image
+
+    def png_header(width: int, height: int) -> bytes:
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        return image_checks.PNG_SIGNATURE + png_chunk(b"IHDR", header)  # no pixel data at all
+
+    assert image_checks.is_large(png_header(12_000, 12_000))
+    assert not image_checks.is_large(png_header(4096, 4096))  # exactly the limit: not above
+    big = io.BytesIO()
+    Image.new("RGB", (4100, 4100)).save(big, "JPEG")
+    small = io.BytesIO()
+    Image.new("RGB", (640, 480)).save(small, "JPEG")
+    assert image_checks.is_large(big.getvalue()) and not image_checks.is_large(small.getvalue())

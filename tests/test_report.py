@@ -348,6 +348,7 @@ def test_data_warnings_name_every_problem():
             "skipped": {"train": {"truncated": 2}},
             "duplicates_of_train": {"eval": 3, "validation": 0},
             "exif_rotated": {"train": 2, "eval": 0},
+            "large": {"train": 0, "eval": 1},
             "anomalies": ["eval: label_name: Unexpected string values"]}
     assert report.data_warnings(data) == [
         "train: 2 file(s) skipped as truncated",
@@ -355,6 +356,8 @@ def test_data_warnings_name_every_problem():
         "was scored on images it trained on",
         "train: 2 JPEG(s) with an EXIF orientation: used as stored (as TensorFlow decodes them, "
         "in training and serving alike), not as a viewer shows them",
+        "eval: 1 image(s) above 16.8 megapixels: each is decoded whole before it is resized, "
+        "which can dominate training time; resize the folder once",
         "class(es) with no valid train image: fox",
         "eval has class(es) never seen in train: owl",
         "anomaly: eval: label_name: Unexpected string values"]
