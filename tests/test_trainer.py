@@ -25,6 +25,7 @@ from tests.helpers import read_examples
 TINY = TrainingConfig(epochs=2, batch_size=16, steps_per_epoch=3, eval_steps=2,
                       warmup_epochs=0.5, shuffle_buffer=64)
 REPO = pathlib.Path(__file__).resolve().parents[1]
+TIMINGS = ("seconds", "images_per_second", "validation_seconds", "clean_train_seconds")
 
 
 def fn_args(ingested, out: pathlib.Path, model: str, training: TrainingConfig = TINY,
@@ -94,7 +95,7 @@ def test_deterministic_runs_are_bitwise_identical(ingested, tmp_path):
         loaded = tf.saved_model.load(args.serving_model_dir)
         weights.append({v.name: v.numpy() for v in loaded.variables})
         history = json.loads((tmp_path / run / "run" / "history.json").read_text())
-        histories.append([{k: v for k, v in e.items() if k not in ("seconds", "images_per_second")}
+        histories.append([{k: v for k, v in e.items() if k not in TIMINGS}
                           for e in history["epochs"]])
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
@@ -148,7 +149,7 @@ def _outcome(args: FnArgs) -> tuple[dict, list]:
     loaded = tf.saved_model.load(args.serving_model_dir)
     history = json.loads((pathlib.Path(args.model_run_dir) / "history.json").read_text())
     return ({v.name: v.numpy() for v in loaded.variables},
-            [{k: v for k, v in e.items() if k not in ("seconds", "images_per_second")}
+            [{k: v for k, v in e.items() if k not in TIMINGS}
              for e in history["epochs"]])
 
 
