@@ -71,9 +71,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
     root = str(pathlib.Path(args.root).resolve())
-    store = artifacts.open_store(root)
-    name = next(iter(artifacts.pipeline_runs(store)))[0]
-    examples = artifacts.latest_outputs(store, name, "ImageExampleGen", "examples")[0].uri
+    examples = artifacts.newest_output_uri(root, "ImageExampleGen", "examples")
     records = list(read_records(os.path.join(examples, "Split-eval", "*")).batch(args.batch))
     labels = np.concatenate([tf.io.parse_example(b, {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)})
                              [LABEL_KEY].numpy() for b in records])

@@ -36,10 +36,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     root = str(pathlib.Path(args.root).resolve())
-    store = artifacts.open_store(root)
-    name = next(iter(artifacts.pipeline_runs(store)))[0]
-    examples = artifacts.latest_outputs(store, name, "ImageExampleGen", "examples")[0].uri
-    transform = artifacts.latest_outputs(store, name, "Transform", "transform_graph")[0].uri
+    examples = artifacts.newest_output_uri(root, "ImageExampleGen", "examples")
+    transform = artifacts.newest_output_uri(root, "Transform", "transform_graph")
     pattern = os.path.join(examples, "Split-train", "*")
     output = tft.TFTransformOutput(transform)
     training = config_lib.load_profile(args.profile).training

@@ -311,12 +311,16 @@ def describe_devices() -> str:
         names = {tf.config.experimental.get_device_details(gpu).get("device_name", "GPU")
                  for gpu in gpus}
         return f"{len(gpus)} x GPU ({', '.join(sorted(names))})"
-    model = "unknown model"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as file:
-            model = next((line.split(":", 1)[1].strip() for line in file
-                          if line.startswith("model name")), model)
-    return f"CPU: {model} ({os.cpu_count()} cores)"
+    return f"CPU: {_cpuinfo('model name') or 'unknown model'} ({os.cpu_count()} cores)"
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The value of the first `key` line of /proc/cpuinfo (None where there is none)."""
+    if not os.path.exists("/proc/cpuinfo"):
+        return None
+    with open("/proc/cpuinfo") as file:
+        return next((line.split(":", 1)[1].strip() for line in file
+                     if line.split(":", 1)[0].strip() == key), None)
 
 
 def configure_threads(training: TrainingConfig) -> None:
@@ -344,11 +348,7 @@ def configure_threads(training: TrainingConfig) -> None:
 
 def cpu_has_bfloat16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo)."""
-    if not os.path.exists("/proc/cpuinfo"):
-        return False
-    with open("/proc/cpuinfo") as file:
-        flags = next((line.split(":", 1)[1].split() for line in file
-                      if line.startswith("flags")), [])
+    flags = (_cpuinfo("flags") or "").split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

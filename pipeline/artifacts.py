@@ -104,6 +104,16 @@ def live_artifacts(store: metadata_store.MetadataStore, type_name: str) -> list:
             if a.state == metadata_store_pb2.Artifact.LIVE]
 
 
+def newest_output_uri(pipeline_root: str, component_id: str, key: str) -> str:
+    """The URI of output `key` of `component_id`'s newest successful execution in the root's
+    newest pipeline; FileNotFoundError if there is none."""
+    store = open_store(pipeline_root)
+    found = latest_outputs(store, _pipeline_name(store) or "", component_id, key)
+    if not found:
+        raise FileNotFoundError(f"{pipeline_root}: no {component_id} output {key!r}")
+    return found[0].uri
+
+
 def _pipeline_name(store: metadata_store.MetadataStore) -> str | None:
     """The name of the pipeline with the newest run in `store`."""
     runs = pipeline_runs(store)
