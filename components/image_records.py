@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -300,13 +301,39 @@ def tfrecord(record: bytes) -> bytes:
             + struct.pack("<I", _masked_crc32c(record)))
 
 
+# Deflate level of the gzipped TFRecords. Encoded images (PNG, JPEG) do not compress: on CIFAR-10
+# PNGs, zlib's default level 6 saves 2.2 % of the bytes at 58 us of CPU per image, level 1 the
+# same at 56 us, level 0 (stored blocks, still a gzip file every reader opens) costs 1.7 us.
+GZIP_LEVEL = 0
+
+
+class GzipWriter:
+    """A gzip stream at `level` written into `raw`, an open binary file; ``close()`` finishes the
+    stream and closes `raw`."""
+
+    def __init__(self, raw, level: int = GZIP_LEVEL):
+        self._raw = raw
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def write(self, data: bytes) -> None:
+        self._raw.write(self._compressor.compress(data))
+
+    def close(self) -> None:
+        self._raw.write(self._compressor.flush())
+        self._raw.close()
+
+
 class TFRecordBatchSink(FileBasedSink):
     """A Beam file sink whose elements are batches (sequences) of serialized records, written as
-    TFRecords in shards ``<prefix>-SSSSS-of-NNNNN<suffix>``, gzipped when the suffix is ``.gz``
-    (as Beam's ``WriteToTFRecord`` writes single records)."""
+    TFRecords in gzipped shards ``<prefix>-SSSSS-of-NNNNN.gz`` (deflate level
+    ``GZIP_LEVEL``), the files Beam's ``WriteToTFRecord`` writes with gzip."""
 
-    def __init__(self, file_path_prefix: str, file_name_suffix: str = ".gz"):
-        super().__init__(file_path_prefix, coders.BytesCoder(), file_name_suffix=file_name_suffix)
+    def __init__(self, file_path_prefix: str):
+        super().__init__(file_path_prefix, coders.BytesCoder(), file_name_suffix=".gz",
+                         compression_type=CompressionTypes.UNCOMPRESSED)
+
+    def open(self, temp_path: str) -> GzipWriter:
+        return GzipWriter(super().open(temp_path))
 
     def write_record(self, file_handle, value: Sequence[bytes]) -> None:
         file_handle.write(b"".join(tfrecord(record) for record in value))

@@ -3,6 +3,7 @@ each against TensorFlow itself, and the promise that workers need not import Ten
 
 from __future__ import annotations
 
+import gzip
 import io
 import pathlib
 import random
@@ -170,6 +171,20 @@ def test_tfrecords_are_read_back_by_tensorflow_which_checks_their_crcs(tmp_path)
     path.write_bytes(bytes(damaged))
     with pytest.raises(tf.errors.DataLossError):
         list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+
+
+def test_sink_writes_gzip_files_tensorflow_reads_back(tmp_path):
+    records = [bytes(range(256)) * 40, b"", b"x" * 100_000]  # one spans several deflate blocks
+    sink = image_records.TFRecordBatchSink(str(tmp_path / "data_tfrecord"))
+    handle = sink.open(str(tmp_path / "shard.gz"))
+    sink.write_record(handle, records[:2])
+    sink.write_record(handle, records[2:])
+    sink.close(handle)
+    written = (tmp_path / "shard.gz").read_bytes()
+    assert gzip.decompress(written) == b"".join(image_records.tfrecord(r) for r in records)
+    assert len(written) > sum(map(len, records))  # stored, not deflated: see GZIP_LEVEL
+    dataset = tf.data.TFRecordDataset(str(tmp_path / "shard.gz"), compression_type="GZIP")
+    assert list(dataset.as_numpy_iterator()) == records
 
 
 def test_executor_keeps_beam_args_and_builds_no_tfx_package(tmp_path, monkeypatch):
