@@ -7,10 +7,10 @@ trainable parameters at 20 layers and 853,018 at 56, as ``components.models`` co
 with momentum 0.9 and weight decay 1e-4, cross-entropy, real CIFAR-10 train PNGs decoded and
 normalised once and held in memory: the fastest a notebook gets, with no input pipeline cost.
 Configurations: ``eager`` (float32, NCHW), ``channels_last`` (float32, NHWC memory format),
-``bf16`` (channels_last with ``torch.autocast("cpu", torch.bfloat16)``) and ``compile``
-(channels_last under ``torch.compile``). Each configuration is timed in windows of `--steps`
-steps after `--warmup` untimed steps; the median window is reported. One JSON line per
-configuration, then a summary.
+``bf16`` (channels_last with ``torch.autocast("cpu", torch.bfloat16)``), ``compile``
+(channels_last under ``torch.compile``) and ``compile_bf16`` (both). Each configuration is
+timed in windows of `--steps` steps after `--warmup` untimed steps; the median window is
+reported. One JSON line per configuration, then a summary.
 
 Not a project dependency: run it with any Python that has torch, numpy and Pillow, e.g.
 
@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIGURATIONS = ("eager", "channels_last", "bf16", "compile")
+CONFIGURATIONS = ("eager", "channels_last", "bf16", "compile", "compile_bf16")
 
 
 class BasicBlock(nn.Module):
@@ -94,8 +94,8 @@ def time_configuration(name: str, args, images: torch.Tensor, labels: torch.Tens
     model = model.to(memory_format=memory_format)
     images = images.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    forward = torch.compile(model) if name == "compile" else model
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if name == "bf16"
+    forward = torch.compile(model) if name.startswith("compile") else model
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if name.endswith("bf16")
                 else contextlib.nullcontext())
     batches = len(images) // args.batch
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
