@@ -11,6 +11,7 @@ import shutil
 import pytest
 import tensorflow_model_analysis as tfma
 
+from components.contracts import PREDICTIONS_FILE, Predictions
 from pipeline import artifacts, cli, config as config_lib, local_runner
 from pipeline.config import ConfigError, PipelineConfig, TrainingConfig
 from tests.conftest import IN_MEMORY, REPO, SMOKE_DATA, ingest
@@ -94,9 +95,27 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
         rows = {row["model"]: row for row in csv.DictReader(file)}
     assert set(rows) == {"cifar_resnet20", "cifar_plain20"}
     for model in rows:
-        metrics = tfma.load_eval_result(evaluation.uri, model_name=model).get_metrics_for_slice()
+        result = tfma.load_eval_result(evaluation.uri, model_name=model)
+        metrics = result.get_metrics_for_slice()
         assert float(rows[model]["val_accuracy"]) == pytest.approx(
             metrics["accuracy"]["doubleValue"], abs=1e-6)
+        # TFMA, through the serving signature on raw examples, agrees with the Trainer's own
+        # predictions on the same 500 test images (within 5 images: a barely trained net has
+        # near-ties that other batch sizes may break differently in bfloat16), and its confusion
+        # matrix holds all of them.
+        [run] = artifacts.latest_outputs(store, config.pipeline_name, f"Trainer.{model}", "model_run")
+        predictions = Predictions.from_json(
+            pathlib.Path(run.uri, PREDICTIONS_FILE).read_text()).eval
+        hits = sum(p == label for p, label in zip(predictions.predicted, predictions.labels))
+        assert metrics["example_count"]["doubleValue"] == len(predictions.ids) == 500
+        assert metrics["accuracy"]["doubleValue"] == pytest.approx(hits / 500, abs=0.01)
+        [(_, plots)] = result.plots
+        [matrix] = plots[""][""]["multiClassConfusionMatrixAtThresholds"]["matrices"]
+        counts = {(e.get("actualClassId", 0), e.get("predictedClassId", 0)): e["numWeightedExamples"]
+                  for e in matrix["entries"]}
+        assert sum(counts.values()) == 500
+        assert sum(n for (actual, predicted), n in counts.items() if actual == predicted) == (
+            pytest.approx(metrics["accuracy"]["doubleValue"] * 500))
     assert float(rows["cifar_resnet20"]["delta_vs_plain"]) == pytest.approx(
         float(rows["cifar_resnet20"]["val_accuracy"]) - float(rows["cifar_plain20"]["val_accuracy"]),
         abs=1e-6)
