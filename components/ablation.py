@@ -16,7 +16,8 @@ Statistics (all at 95 %):
 
 A verdict names a winner only when its interval excludes 0; when both models are at chance it
 says ``at_chance``; when no seed has a finished run of both, ``diverged`` (a net that failed to
-train) or ``no_data``.
+train) or ``no_data``, which is also the verdict when no interval can be formed (one seed
+without per-example predictions).
 """
 
 from __future__ import annotations
@@ -321,16 +322,17 @@ def _split_name(runs_a: Mapping[int, RunResult], runs_b: Mapping[int, RunResult]
 
 def _gap(runs_a, runs_b, seeds: Sequence[int], split: str
          ) -> tuple[Interval | None, float | None, int | None]:
-    """The gap's interval: t over seeds with several seeds, else Newcombe on the examples."""
-    paired = _paired(runs_a[seeds[0]].split(split), runs_b[seeds[0]].split(split))
-    examples = len(paired[0]) if paired else None
+    """The gap's interval: t over seeds with several seeds, else Newcombe on the examples;
+    with the number of examples of the first seed that has per-example predictions of both."""
+    paired = [_paired(runs_a[s].split(split), runs_b[s].split(split)) for s in seeds]
+    examples = next((len(p[0]) for p in paired if p), None)
     if len(seeds) >= 2:
         gaps = [runs_a[s].accuracy(split) - runs_b[s].accuracy(split) for s in seeds
                 if runs_a[s].accuracy(split) is not None and runs_b[s].accuracy(split) is not None]
         return (t_interval(gaps) if len(gaps) >= 2 else None), None, examples
-    if paired is None:
+    if paired[0] is None:
         return None, None, None
-    interval, p_value = paired_difference(*paired)
+    interval, p_value = paired_difference(*paired[0])
     return interval, p_value, examples
 
 
@@ -338,7 +340,9 @@ def _conclusion(kind: str, interval: Interval | None, runs_a, runs_b, seeds: Seq
                 split: str) -> str:
     if _model_at_chance(runs_a, seeds, split) and _model_at_chance(runs_b, seeds, split):
         return "at_chance"
-    if interval is None or not interval.excludes_zero():
+    if interval is None:
+        return "no_data"  # one seed without per-example predictions, or one finished pair
+    if not interval.excludes_zero():
         return "not_distinguishable"
     if kind == "residual_vs_plain":
         return "residual_better" if interval.low > 0 else "plain_better"
@@ -382,7 +386,7 @@ def _sentence(verdict: Mapping[str, Any], split: str, examples: int | None,
              "deeper_better": "deeper better", "deeper_worse": "deeper worse"
              + (" (degradation)" if not get_spec(a).residual else ""),
              "not_distinguishable": "not distinguishable",
-             "at_chance": "both at chance, no conclusion"}
+             "at_chance": "both at chance, no conclusion", "no_data": "no conclusion"}
     return f"{body}: {words[verdict['conclusion']]}." + _failures(failed)
 
 

@@ -1,6 +1,7 @@
 """The ablation's statistics, rows and verdicts on hand-made numbers (no TensorFlow, no TFX)."""
 
 import ast
+import dataclasses
 import math
 import pathlib
 import subprocess
@@ -224,6 +225,19 @@ def test_two_seeds_with_opposite_gaps_are_not_distinguishable():
             result("cifar_resnet20", 1, eval_correct=600), result("cifar_plain20", 1, eval_correct=650)]
     found = verdict(ablation.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
     assert found["conclusion"] == "not_distinguishable" and found["seeds"] == 2
+
+
+def test_without_predictions_one_seed_gives_no_interval_and_no_conclusion():
+    """A shard published before predictions were kept: accuracies only."""
+    runs = [dataclasses.replace(result(name, eval_correct=correct), predictions=None)
+            for name, correct in (("cifar_resnet20", 700), ("cifar_plain20", 600))]
+    found = verdict(ablation.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
+    assert found["conclusion"] == "no_data" and found["gap"] is None
+    assert found["sentence"].endswith("has no interval (after 3 epochs, 1 seed): no conclusion.")
+    seed1 = [result("cifar_resnet20", 1, eval_correct=690), result("cifar_plain20", 1, eval_correct=610)]
+    found = verdict(ablation.verdicts(runs + seed1), "residual_vs_plain", "cifar_resnet20", "test")
+    assert found["gap"] == pytest.approx(0.09) and found["seeds"] == 2
+    assert found["sentence"].startswith("On test (1,000 images)")  # from seed 1's predictions
 
 
 def test_both_at_chance_is_at_chance_never_a_winner():
