@@ -1,8 +1,9 @@
 """What a study costs beyond training: a finished pipeline root's wall time, split up.
 
-Reads one or more pipeline roots (e.g. the shards of the cifar_cpu study) and prints, from ML
-Metadata (each component's executor wall time in the newest run that executed it, not from the
-cache) and the Trainers' history.json:
+Reads one or more pipeline roots (e.g. the shards of the cifar_cpu study) or published shard
+folders (``docs/results/cifar_cpu/runs/seed1``) and prints, from ML Metadata (each component's
+executor wall time in the newest run that executed it, not from the cache; a shard folder keeps
+those of its newest run) and the Trainers' history.json:
 
 - training: the Trainers' epochs without their validation passes (what ``fit`` spends on SGD);
 - per-epoch evaluation: the validation passes inside the epochs and the clean train-error
@@ -16,7 +17,7 @@ and the ratios the performance goal reads: (everything) / training, and (everyth
 per-epoch evaluation) / training. Histories written before validation times were recorded show
 them as unknown. One JSON line, then a table.
 
-    .venv/bin/python benchmarks/study_overhead.py runs/cifar_cpu/seed0 [more roots]
+    .venv/bin/python benchmarks/study_overhead.py runs/cifar_cpu/seed1 [more roots or folders]
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def executed_seconds(root: str) -> dict[str, float]:
 
 def split_root(root: str) -> dict[str, float | None]:
     """Seconds per part of one root's newest run (None: not recorded)."""
-    part = artifacts.read_root(root)
+    part = artifacts.read_part(root)
+    published = pathlib.Path(root, artifacts.SHARD_FILE).exists()
     parts: dict[str, float | None] = collections.defaultdict(float)
     trainer_components = 0.0
-    for component, seconds in executed_seconds(root).items():
+    for component, seconds in (part.component_seconds if published
+                               else executed_seconds(root)).items():
         if component.startswith("Trainer"):
             trainer_components += seconds
         else:

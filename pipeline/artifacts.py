@@ -1,8 +1,10 @@
-"""Reading a pipeline root's ML Metadata: what the last run did and which artifacts it made."""
+"""Reading a pipeline root's ML Metadata (what the last run did and which artifacts it made),
+and the report inputs of a root, live or published as a shard folder."""
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import pathlib
@@ -144,6 +146,23 @@ class RootReport:
     code_version: str
     run_name: str | None
     component_seconds: dict[str, float]
+    notes: str = ""  # free text kept with a published shard (e.g. what it no longer holds)
+
+
+SHARD_FILE = "shard.json"
+"""Marks a shard folder that ``publish_runs`` wrote: a root's report inputs without the root."""
+
+RUN_FILES = ("history.json", "predictions.json.gz", "responses.json", "metrics.json")
+"""What a shard folder holds per run, as ``<model>_seed<k>.<kind>``; all but the history are
+optional (runs that did not finish, and shards published before they were kept)."""
+
+
+def read_part(path: str, pipeline_name: str | None = None) -> RootReport:
+    """The report inputs of `path`: a shard folder (it holds ``SHARD_FILE``) or a pipeline
+    root (see ``read_root``)."""
+    if os.path.exists(os.path.join(path, SHARD_FILE)):
+        return read_published(path)
+    return read_root(path, pipeline_name)
 
 
 def read_root(pipeline_root: str, pipeline_name: str | None = None) -> RootReport:
@@ -168,10 +187,12 @@ def read_root(pipeline_root: str, pipeline_name: str | None = None) -> RootRepor
 
 
 def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = None,
-                  pipeline_name: str | None = None) -> dict:
+                  pipeline_name: str | None = None, publish: bool = False) -> dict:
     """Renders the ablation report of one pipeline root, or merges the runs of several (shards
     of one study: other seeds or models, run one after another or on other machines), into
-    `output_dir` (default: the first root's ``report``); returns the written paths.
+    `output_dir` (default: the first root's ``report``); returns the written paths. Each of
+    `pipeline_roots` may also be a shard folder ``publish_runs`` wrote. With `publish`, the
+    inputs are also written as shard folders under ``<output_dir>/runs`` (path ``"runs"``).
 
     Per root: the LIVE ModelRun and ModelEvaluation artifacts (newest per (model_name, seed)),
     the newest data artifacts and every component's wall time of the newest run of
@@ -184,7 +205,7 @@ def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = 
     from components import report  # TFMA and TFDV: only when a report is rendered
 
     roots = [pipeline_roots] if isinstance(pipeline_roots, str) else list(pipeline_roots)
-    parts = [read_root(root, pipeline_name) for root in roots]
+    parts = [read_part(root, pipeline_name) for root in roots]
     _check_one_study(parts)
     results = [result for part in parts for result in part.results]
     seen: dict[tuple[str, int], str] = {}
@@ -203,34 +224,71 @@ def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = 
         for p in parts for c, seconds in p.component_seconds.items()}
     if len(parts) > 1:
         info["merged pipeline roots"] = [p.root for p in parts]
+    notes = {pathlib.Path(p.root).name: p.notes for p in parts if p.notes}
+    if notes:
+        info["shard notes"] = notes
     output = pathlib.Path(output_dir or os.path.join(roots[0], "report"))
     _, paths = report.render(results, output, first.data, info)
+    if publish:
+        for part in parts:
+            publish_runs(part, output / "runs" / pathlib.Path(part.root).name)
+        paths["runs"] = output / "runs"
     return paths
 
 
-def copy_run_files(pipeline_roots: Sequence[str], output_dir: str) -> list[pathlib.Path]:
-    """Copies what lets a reader check a report without the roots: every LIVE ModelRun's
-    history.json to ``<output_dir>/runs/<root folder>/<model>_seed<k>.history.json`` and the
-    root's effective configurations (``<root>/configs/*.json``) beside them. Returns the paths
-    written. Models, examples and checkpoints are never copied."""
-    from components.contracts import HISTORY_FILE
+def publish_runs(part: RootReport, folder: pathlib.Path) -> list[pathlib.Path]:
+    """Writes `part` as a shard folder: ``SHARD_FILE`` (configuration, code version, run id,
+    component times, data summary, notes) and per run the ``RUN_FILES`` it has — small files
+    (predictions gzipped) from which ``read_published`` gives back the same report inputs, so
+    shards merge without their roots. Models, examples and checkpoints are never written.
+    Returns the paths written."""
+    record = {"config": json.loads(part.config_json) if part.config_json else None,
+              "code_version": part.code_version, "run_name": part.run_name,
+              "component_seconds": part.component_seconds, "data": part.data,
+              "notes": part.notes}
+    files: dict[str, bytes] = {SHARD_FILE: json.dumps(record, indent=2).encode()}
+    for result in part.results:
+        stem = f"{result.history.model}_seed{result.history.seed}"
+        files[f"{stem}.history.json"] = result.history.to_json().encode()
+        if result.predictions is not None:
+            files[f"{stem}.predictions.json.gz"] = gzip.compress(
+                result.predictions.to_json().encode(), mtime=0)
+        if result.responses is not None:
+            files[f"{stem}.responses.json"] = result.responses.to_json().encode()
+        if result.metrics is not None:
+            files[f"{stem}.metrics.json"] = json.dumps(dict(result.metrics), indent=1,
+                                                       sort_keys=True).encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return [folder / name for name in files]
 
-    written = []
-    for root in pipeline_roots:
-        target = pathlib.Path(output_dir, "runs", pathlib.Path(root).name)
-        target.mkdir(parents=True, exist_ok=True)
-        for run in live_artifacts(open_store(root), "ModelRun"):
-            source = pathlib.Path(run.uri, HISTORY_FILE)
-            if source.exists():
-                history = json.loads(source.read_text())
-                path = target / f"{history['model']}_seed{history['seed']}.history.json"
-                path.write_text(source.read_text())
-                written.append(path)
-        for config in sorted(pathlib.Path(root, "configs").glob("*.json")):
-            path = target / f"config-{config.name}"
-            path.write_text(config.read_text())
-            written.append(path)
-    return written
+
+def read_published(folder: str) -> RootReport:
+    """The report inputs of a shard folder ``publish_runs`` wrote; ValueError without runs."""
+    from components.ablation import RunResult
+    from components.contracts import LayerResponses, Predictions, RunHistory
+
+    record = json.loads(pathlib.Path(folder, SHARD_FILE).read_text())
+    results = []
+    for path in sorted(pathlib.Path(folder).glob("*.history.json")):
+        stem = path.name.removesuffix(".history.json")
+        found = {kind: pathlib.Path(folder, f"{stem}.{kind}") for kind in RUN_FILES}
+        found = {kind: p.read_bytes() for kind, p in found.items() if p.exists()}
+        predictions = found.get("predictions.json.gz")
+        results.append(RunResult(
+            RunHistory.from_json(found["history.json"].decode()),
+            Predictions.from_json(gzip.decompress(predictions).decode()) if predictions else None,
+            metrics=json.loads(found["metrics.json"]) if "metrics.json" in found else None,
+            responses=(LayerResponses.from_json(found["responses.json"].decode())
+                       if "responses.json" in found else None)))
+    if not results:
+        raise ValueError(f"shard folder {folder} holds no <model>_seed<k>.history.json")
+    config = record.get("config")
+    return RootReport(str(folder), results, record.get("data") or {},
+                      json.dumps(config, indent=2, sort_keys=True) if config else "",
+                      record.get("code_version", ""), record.get("run_name"),
+                      record.get("component_seconds") or {}, record.get("notes", ""))
 
 
 def _check_one_study(parts: Sequence[RootReport]) -> None:

@@ -140,16 +140,14 @@ def _report(args: argparse.Namespace) -> int:
 
     if len(args.pipeline_roots) > 1 and args.output is None:
         raise UsageError("merging several pipeline roots needs --output DIR")
-    if args.with_histories and args.output is None:
-        raise UsageError("--with-histories needs --output DIR")
+    if args.with_runs and args.output is None:
+        raise UsageError("--with-runs needs --output DIR")
     roots = [str(root.resolve()) for root in args.pipeline_roots]
-    paths = artifacts.render_report(roots, args.output and str(args.output))
+    paths = artifacts.render_report(roots, args.output and str(args.output),
+                                    publish=args.with_runs)
     print(paths["markdown"].read_text())
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
-    if args.with_histories:
-        copied = artifacts.copy_run_files(roots, str(args.output))
-        print(f"{'runs':<9} {len(copied)} histories and configurations under {args.output}/runs")
     return 0
 
 
@@ -278,14 +276,16 @@ def _add_run(commands) -> None:
 def _add_report(commands) -> None:
     report = commands.add_parser(
         "report", help="re-render the ablation report of a pipeline root, or merge the shards "
-                       "of one study run in several roots")
+                       "of one study run in several roots (or published shard folders)")
     report.add_argument("pipeline_roots", type=pathlib.Path, nargs="+", metavar="PATH")
     report.add_argument("--output", type=pathlib.Path,
                         help="the folder to write the report to (default PATH/report; required "
                              "with several roots)")
-    report.add_argument("--with-histories", action="store_true",
-                        help="also copy every run's history.json and each root's effective "
-                             "configuration under DIR/runs (small files only; needs --output)")
+    report.add_argument("--with-runs", "--with-histories", dest="with_runs", action="store_true",
+                        help="also write each PATH as a shard folder DIR/runs/<PATH's name> "
+                             "(histories, predictions, layer responses, Evaluator metrics, "
+                             "configuration, data summary: small files that merge later "
+                             "without the root; needs --output)")
     report.set_defaults(func=_report)
 
 

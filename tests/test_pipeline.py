@@ -201,15 +201,22 @@ def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
     assert "Trainer.cifar_resnet20.seed1" in ids  # a shard names its seed
     capsys.readouterr()
     output = tmp_path / "merged"
-    assert cli.main(["report", *map(str, roots), "--output", str(output), "--with-histories"]) == 0
+    assert cli.main(["report", *map(str, roots), "--output", str(output), "--with-runs"]) == 0
     merged = json.loads((output / "ablation.json").read_text())
-    copied = sorted(str(p.relative_to(output)) for p in (output / "runs").rglob("*.json"))
-    assert [p for p in copied if "history" in p] == [
-        f"runs/shard{s}/{m}_seed{s}.history.json" for s in (0, 1)
-        for m in ("cifar_plain20", "cifar_resnet20")]
-    assert sum("/config-" in p for p in copied) == 2  # each shard's effective configuration
+    published = sorted(str(p.relative_to(output)) for p in (output / "runs").rglob("*"))
+    assert published == sorted([f"runs/shard{s}" for s in (0, 1)] + [
+        f"runs/shard{s}/{name}" for s in (0, 1) for name in [
+            f"{m}_seed{s}.{kind}" for m in ("cifar_plain20", "cifar_resnet20")
+            for kind in artifacts.RUN_FILES] + ["shard.json"]])
     history = json.loads((output / "runs/shard1/cifar_resnet20_seed1.history.json").read_text())
     assert history["seed"] == 1 and len(history["epochs"]) == TINY.training.epochs
+    # the published shards merge without their roots into the same report
+    again = tmp_path / "again"
+    assert cli.main(["report", *(str(output / "runs" / r.name) for r in roots),
+                     "--output", str(again)]) == 0
+    remerged = json.loads((again / "ablation.json").read_text())
+    assert remerged["rows"] == merged["rows"] and remerged["verdicts"] == merged["verdicts"]
+    assert remerged["data"] == merged["data"]
     assert sorted((r["model"], r["seed"]) for r in merged["rows"]) == [
         ("cifar_plain20", 0), ("cifar_plain20", 1), ("cifar_resnet20", 0), ("cifar_resnet20", 1)]
     assert {v["seeds"] for v in merged["verdicts"]} == {2}

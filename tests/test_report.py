@@ -11,6 +11,7 @@ The statistics and verdicts themselves are pinned in test_ablation.py.
 import base64
 import csv
 import dataclasses
+import hashlib
 import json
 import pathlib
 import re
@@ -463,3 +464,75 @@ def test_report_compiles_for_kubeflow_v2(evaluations, tmp_path):
 def test_render_report_without_a_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.sqlite"):
         artifacts.render_report(str(tmp_path))
+
+
+def _root_report(root, seed, correct, **fields):
+    """What a shard root with one residual/plain pair of `seed` gives the report."""
+    runs = [ablation.RunResult(
+        history(name, seed, (0.4, acc)), predictions(int(acc * EVAL_IDS)),
+        metrics={"accuracy": acc, "example_count": float(EVAL_IDS)},
+        responses=LayerResponses(("a_bn", "b_bn"), (1.0, 0.5), EVAL_IDS))
+        for name, acc in ((RESNET, correct[0]), (PLAIN, correct[1]))]
+    config = {"data": "imagefolder:x", "first_seed": seed, "pipeline_root": str(root),
+              "training": {"epochs": 2}}
+    return artifacts.RootReport(str(root), runs, {"examples": {"train": 64, "eval": EVAL_IDS}},
+                                json.dumps(config, indent=2, sort_keys=True), "abc123",
+                                f"run-{seed}", {"Trainer": 12.5}, **fields)
+
+
+def test_a_published_shard_gives_back_its_report_inputs(tmp_path):
+    """publish_runs writes small files from which read_published rebuilds the same inputs;
+    published shards merge like roots, and re-publishing them rewrites the same bytes."""
+    parts = [_root_report(tmp_path / f"seed{s}", s, acc, notes=note) for s, acc, note in (
+        (0, (0.9, 0.6), "reconstructed"), (1, (0.8, 0.65), ""))]
+    folders = [tmp_path / "published" / "runs" / f"seed{s}" for s in (0, 1)]
+    for part, folder in zip(parts, folders):
+        written = artifacts.publish_runs(part, folder)
+        assert sorted(p.name for p in written) == sorted(
+            [artifacts.SHARD_FILE] + [f"{m}_seed{part.results[0].history.seed}.{kind}"
+                                      for m in (RESNET, PLAIN) for kind in artifacts.RUN_FILES])
+        back = artifacts.read_published(str(folder))
+        assert back.results == sorted(part.results, key=lambda r: r.history.model)
+        assert (back.data, back.config_json, back.code_version, back.run_name,
+                back.component_seconds, back.notes) == (
+            part.data, part.config_json, part.code_version, part.run_name,
+            part.component_seconds, part.notes)
+    before = {p: p.read_bytes() for p in (tmp_path / "published").rglob("*") if p.is_file()}
+
+    paths = artifacts.render_report([str(f) for f in folders], str(tmp_path / "published"),
+                                    publish=True)
+    after = {p: p.read_bytes() for p in (tmp_path / "published" / "runs").rglob("*")
+             if p.is_file()}
+    assert after == before
+    merged = json.loads(paths["json"].read_text())
+    [test] = [v for v in merged["verdicts"] if v["split"] == "test"]
+    assert test["seeds"] == 2 and test["gap"] == pytest.approx((0.3 + 0.15) / 2)
+    assert merged["provenance"]["shard notes"] == {"seed0": "reconstructed"}
+    assert merged["provenance"]["configuration fingerprint"] == hashlib.sha256(
+        parts[0].config_json.encode()).hexdigest()[:12]
+
+
+def test_a_shard_published_with_histories_only_still_merges(tmp_path):
+    """A shard folder holding only histories (its predictions were not kept) merges: its
+    accuracies come from the histories, the other shard's from its Evaluator metrics."""
+    full = _root_report(tmp_path / "seed1", 1, (0.8, 0.65))
+    folder = tmp_path / "runs" / "seed0"
+    artifacts.publish_runs(_root_report(tmp_path / "seed0", 0, (0.9, 0.6)), folder)
+    for path in folder.glob("*"):
+        if path.name != artifacts.SHARD_FILE and not path.name.endswith(".history.json"):
+            path.unlink()
+    artifacts.publish_runs(full, tmp_path / "runs" / "seed1")
+    paths = artifacts.render_report([str(folder), str(tmp_path / "runs" / "seed1")],
+                                    str(tmp_path / "merged"))
+    rows = _csv_rows(paths["csv"].parent)
+    assert float(rows[(RESNET, 0)]["val_accuracy"]) == pytest.approx(0.9)  # the history's
+    assert rows[(RESNET, 0)]["mcnemar_p"] == ""  # no predictions, no paired test
+    assert float(rows[(RESNET, 1)]["mcnemar_p"]) < 0.05
+
+
+def test_a_folder_that_is_neither_root_nor_shard(tmp_path):
+    with pytest.raises(FileNotFoundError, match="metadata.sqlite"):
+        artifacts.read_part(str(tmp_path))
+    (tmp_path / artifacts.SHARD_FILE).write_text("{}")
+    with pytest.raises(ValueError, match="holds no <model>_seed<k>.history.json"):
+        artifacts.read_part(str(tmp_path))
