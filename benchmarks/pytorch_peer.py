@@ -10,12 +10,15 @@ Configurations: ``eager`` (float32, NCHW), ``channels_last`` (float32, NHWC memo
 ``bf16`` (channels_last with ``torch.autocast("cpu", torch.bfloat16)``), ``compile``
 (channels_last under ``torch.compile``) and ``compile_bf16`` (both). Each configuration is
 timed in windows of `--steps` steps after `--warmup` untimed steps; the median window is
-reported. One JSON line per configuration, then a summary.
+reported. One JSON line per configuration, then a summary; with ``--trainer`` (the output of
+``benchmarks/train_throughput.py`` for the same net and batch, run just before on the same
+machine) also the ratio of the Trainer's images/second to the best configuration's.
 
 Not a project dependency: run it with any Python that has torch, numpy and Pillow, e.g.
 
     python3 -m venv /tmp/peer && /tmp/peer/bin/pip install torch numpy pillow
-    /tmp/peer/bin/python benchmarks/pytorch_peer.py --depth 20 --residual --batch 128
+    /tmp/peer/bin/python benchmarks/pytorch_peer.py --depth 20 --residual --batch 128 \
+        --trainer throughput-resnet20.log
 """
 
 from __future__ import annotations
@@ -138,13 +141,16 @@ def main() -> int:
     parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
     parser.add_argument("--data", type=pathlib.Path,
                         default=REPO.parent / "shared/datasets/cifar10/png/train")
+    parser.add_argument("--trainer", type=pathlib.Path,
+                        help="train_throughput.py's output for the same net and batch")
     args = parser.parse_args()
     if (args.depth - 2) % 6:
         parser.error(f"--depth must be 6n + 2 (20, 32, 44, 56, 110), got {args.depth}")
+    model = f"cifar_{'resnet' if args.residual else 'plain'}{args.depth}"
+    trainer = trainer_result(args.trainer, model, args.batch) if args.trainer else None
     if args.threads:
         torch.set_num_threads(args.threads)
     images, labels = load_images(args.data, args.images)
-    model = f"cifar_{'resnet' if args.residual else 'plain'}{args.depth}"
     results = {}
     for name in args.configurations.split(","):
         rates = time_configuration(name, args, images, labels)
@@ -157,7 +163,29 @@ def main() -> int:
     print(f"{model} batch {args.batch}, torch {torch.__version__}: "
           + ", ".join(f"{k} {v:.0f} img/s" for k, v in results.items())
           + f"; best {best}")
+    if trainer:
+        ratio = trainer["pipeline_ips"] / results[best]
+        print(json.dumps({"model": model, "trainer_ips": trainer["pipeline_ips"],
+                          "trainer_precision": trainer["precision"], "best_pytorch": best,
+                          "best_pytorch_ips": round(results[best], 1),
+                          "ratio_trainer_over_best_pytorch": round(ratio, 3)}))
+        print(f"Trainer {trainer['pipeline_ips']:.0f} img/s ({trainer['precision']}) / best "
+              f"PyTorch {results[best]:.0f} img/s ({best}) = {ratio:.2f}")
     return 0
+
+
+def trainer_result(path: pathlib.Path, model: str, batch: int) -> dict:
+    """The JSON line train_throughput.py printed into `path`; SystemExit naming the mismatch
+    when it measured another net or batch size."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("{")]
+    found = [json.loads(line) for line in lines if '"pipeline_ips"' in line]
+    if not found:
+        raise SystemExit(f"--trainer {path}: no train_throughput.py result line in it")
+    result = found[-1]
+    if (result["model"], result["batch"]) != (model, batch):
+        raise SystemExit(f"--trainer {path} measured {result['model']} at batch "
+                         f"{result['batch']}, not {model} at batch {batch}")
+    return result
 
 
 if __name__ == "__main__":
