@@ -44,10 +44,9 @@ def executed_seconds(root: str) -> dict[str, float]:
 def split_root(root: str) -> dict[str, float | None]:
     """Seconds per part of one root's newest run (None: not recorded)."""
     part = artifacts.read_part(root)
-    published = pathlib.Path(root, artifacts.SHARD_FILE).exists()
     parts: dict[str, float | None] = collections.defaultdict(float)
     trainer_components = 0.0
-    for component, seconds in (part.component_seconds if published
+    for component, seconds in (part.component_seconds if artifacts.is_shard_folder(root)
                                else executed_seconds(root)).items():
         if component.startswith("Trainer"):
             trainer_components += seconds

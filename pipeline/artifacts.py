@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.config import METADATA_FILE
+from pipeline.config import METADATA_FILE, config_json
 
 _Execution = metadata_store_pb2.Execution
 _STATES = {_Execution.COMPLETE: "ran", _Execution.CACHED: "cached", _Execution.FAILED: "failed",
@@ -157,10 +157,14 @@ RUN_FILES = ("history.json", "predictions.json.gz", "responses.json", "metrics.j
 optional (runs that did not finish, and shards published before they were kept)."""
 
 
+def is_shard_folder(path: str) -> bool:
+    """Whether `path` is a shard folder ``publish_runs`` wrote (it holds ``SHARD_FILE``)."""
+    return os.path.exists(os.path.join(path, SHARD_FILE))
+
+
 def read_part(path: str, pipeline_name: str | None = None) -> RootReport:
-    """The report inputs of `path`: a shard folder (it holds ``SHARD_FILE``) or a pipeline
-    root (see ``read_root``)."""
-    if os.path.exists(os.path.join(path, SHARD_FILE)):
+    """The report inputs of `path`: a shard folder or a pipeline root (see ``read_root``)."""
+    if is_shard_folder(path):
         return read_published(path)
     return read_root(path, pipeline_name)
 
@@ -286,7 +290,7 @@ def read_published(folder: str) -> RootReport:
         raise ValueError(f"shard folder {folder} holds no <model>_seed<k>.history.json")
     config = record.get("config")
     return RootReport(str(folder), results, record.get("data") or {},
-                      json.dumps(config, indent=2, sort_keys=True) if config else "",
+                      config_json(config) if config else "",
                       record.get("code_version", ""), record.get("run_name"),
                       record.get("component_seconds") or {}, record.get("notes", ""))
 

@@ -89,11 +89,17 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return config_json(self.to_dict())
 
     def fingerprint(self) -> str:
         """A short hash of the whole configuration."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+
+def config_json(values: dict[str, Any]) -> str:
+    """The one text form of a configuration (``PipelineConfig.to_json`` of its values): what
+    its fingerprint hashes, so a configuration read back from plain JSON keeps it."""
+    return json.dumps(values, indent=2, sort_keys=True)
 
 
 def profile_names() -> list[str]:
