@@ -296,3 +296,26 @@ def test_components_never_import_the_pipeline_layer():
                      else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "pipeline"]
     assert offenders == []
+
+
+def test_repeat_check_finds_the_first_differing_epoch_and_the_final_differences():
+    """benchmarks/repeat_check.py: bitwise-equal repeats are reported equal; a repeat whose
+    second epoch's validation accuracy moved is not, with that epoch and the differences."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "repeat_check.py"
+    spec = importlib.util.spec_from_file_location("repeat_check", path)
+    repeat_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repeat_check)
+
+    first = result("cifar_resnet20", eval_correct=800, train_correct=900)
+    same = repeat_check.compare(first, result("cifar_resnet20", eval_correct=800, train_correct=900))
+    assert same["bitwise_equal"] and same["first_differing_epoch"] is None
+    assert same["test_diff_points"] == 0.0 and same["max_abs_diff_val_accuracy"] == 0.0
+
+    moved = result("cifar_resnet20", eval_correct=790, train_correct=905, curve=(0.3, 0.42, 0.5))
+    row = repeat_check.compare(first, moved)
+    assert not row["bitwise_equal"] and row["first_differing_epoch"] == 2
+    assert row["max_abs_diff_val_accuracy"] == pytest.approx(0.02)
+    assert row["test_accuracy"] == [80.0, 79.0] and row["test_diff_points"] == -1.0
+    assert row["train_accuracy"] == [90.0, 90.5] and row["train_diff_points"] == 0.5
