@@ -94,7 +94,7 @@ def plot_error_curves(histories: Sequence[RunHistory], output: pathlib.Path) -> 
         axes.set_title("residual nets" if residual else "plain nets")
         _epoch_axis(axes, "error (%)")
         if axes.lines:
-            axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2,
+            axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.16), ncol=1,
                         frameon=False)
     figure.suptitle("Error during training (dashed: training, bold: eval)")
     return _save(figure, output)
