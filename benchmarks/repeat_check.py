@@ -20,17 +20,20 @@ read against the spread between seeds. One JSON line per (model, seed), then a t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from components.contracts import EpochRecord
 from pipeline import artifacts
 
-COMPARED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "clean_train_loss",
-            "clean_train_accuracy", "learning_rate")
-"""The per-epoch numbers a bitwise repeat must reproduce (timings excluded)."""
+TIMINGS = {"epoch", "seconds", "images_per_second", "validation_seconds", "clean_train_seconds"}
+COMPARED = tuple(f.name for f in dataclasses.fields(EpochRecord) if f.name not in TIMINGS)
+"""The per-epoch numbers a bitwise repeat must reproduce: every EpochRecord field but the epoch
+number and the timings."""
 
 
 def _largest_difference(a_epochs, b_epochs, field: str) -> float | None:
