@@ -228,3 +228,30 @@ def test_is_large_reads_the_size_from_the_header_only():
     small = io.BytesIO()
     Image.new("RGB", (640, 480)).save(small, "JPEG")
     assert image_checks.is_large(big.getvalue()) and not image_checks.is_large(small.getvalue())
+
+
+def test_read_file_resolves_symlinked_folders_once_per_unit_and_keeps_the_root(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "cat").mkdir(parents=True)
+    outside.mkdir()
+    (root / "cat" / "a.png").write_bytes(b"a" * 70_000)  # above any read-buffer size
+    (outside / "b.png").write_bytes(b"b")
+    (root / "dog").symlink_to(outside)  # a class folder that leads out of the root
+    (root / "also-cat").symlink_to(root / "cat")  # one that stays inside
+    (root / "cat" / "link.png").symlink_to(outside / "b.png")
+    real_root, real_dirs = str(root.resolve()), {}
+
+    def read(*parts: str) -> tuple[bytes | None, str | None]:
+        return image_records.read_file(str(root.joinpath(*parts)), real_root, real_dirs)
+
+    assert read("cat", "a.png") == (b"a" * 70_000, None)
+    assert read("also-cat", "a.png") == (b"a" * 70_000, None)
+    assert read("dog", "b.png") == (None, "outside_root")
+    assert read("cat", "link.png") == (None, "outside_root")
+    assert read("cat", "gone.png") == (None, "unreadable")
+    assert real_dirs == {str(root / "cat"): str(root / "cat"),
+                         str(root / "also-cat"): str(root / "cat"),
+                         str(root / "dog"): str(outside)}
+    # without the root every file is read, and without the cache the answers are the same
+    assert image_records.read_file(str(root / "dog" / "b.png")) == (b"b", None)
+    assert image_records.read_file(str(root / "also-cat" / "a.png"), real_root)[1] is None
