@@ -18,6 +18,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
+from components.beam_executors import LocalBeamExecutorMixin
 from components.contracts import DIVERGED_FILE
 from components.preprocessing import LABEL_KEY
 
@@ -62,10 +63,10 @@ def eval_config(model: str, num_classes: int, baseline: str | None = None) -> co
 SKIPPED_FILE = "SKIPPED"  # in a ModelEvaluation whose model (or baseline) diverged
 
 
-class _Executor(evaluator_executor.Executor):
-    """TFX's Evaluator executor, except that a model that diverged (its Trainer exported only
-    ``contracts.DIVERGED_FILE``) is not evaluated: the ModelEvaluation then holds
-    ``SKIPPED_FILE`` saying why, and the blessing is NOT_BLESSED."""
+class _Executor(LocalBeamExecutorMixin, evaluator_executor.Executor):
+    """TFX's Evaluator executor (``beam_executors.LocalBeamExecutorMixin``), except that a model
+    that diverged (its Trainer exported only ``contracts.DIVERGED_FILE``) is not evaluated: the
+    ModelEvaluation then holds ``SKIPPED_FILE`` saying why, and the blessing is NOT_BLESSED."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
         diverged = [_diverged_reason(model) for key in ("model", "baseline_model")

@@ -31,7 +31,6 @@ splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "sour
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -49,13 +48,14 @@ from tfx.components.example_gen import (
     write_split,
 )
 from tfx.components.util import examples_utils
-from tfx.dsl.components.base import base_beam_executor, executor_spec
+from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import contracts, data_source as ds, image_records
+from components.beam_executors import LocalBeamExecutorMixin
 from components.data_source import LABELS_FILE, SKIPPED_FILE
 
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
@@ -251,8 +251,11 @@ def _skip_report(summaries: dict[str, dict], eval_split_name: str) -> dict[str, 
     return report
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """ImageExampleGen's Beam executor.
+class Executor(LocalBeamExecutorMixin, base_example_gen_executor.BaseExampleGenExecutor):
+    """ImageExampleGen's Beam executor. It never builds the TFX package TFX's Beam executors
+    build for remote workers (``components.beam_executors``): its workers never import TFX. What
+    a remote runner's workers need is this project's ``components`` package, given with
+    ``--extra_package`` or a container image (see the README).
 
     ``Do`` opens the data set and plans its splits before Beam runs (a bad data string, a
     missing folder, an unknown tfds set or split, or an input config whose splits are not
@@ -263,22 +266,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     properties. It raises ValueError naming the data set when no image at all was kept.
     """
 
-    def __init__(self, context: base_beam_executor.BaseBeamExecutor.Context | None = None):
-        """As TFX's Beam executors, except that it builds no source package of TFX for the
-        Beam workers.
-
-        TFX's base class builds one (about 1 s and 50 MB left in the temp dir, every run) unless
-        the Beam args name the workers' packages, so that remote runners can install TFX. This
-        executor's workers never import TFX (see ``components.image_records``); what a remote
-        runner's workers need is this project's ``components`` package, given with
-        ``--extra_package`` or a container image (see the README).
-        """
-        beam_args = list(context.beam_pipeline_args or []) if context else []
-        if context:
-            context = copy.copy(context)
-            context.beam_pipeline_args = []  # nothing for the base class to add packages to
-        super().__init__(context)
-        self._beam_pipeline_args = beam_args
+    WORKERS_IMPORT_TFX = False  # they import components.image_records: see its docstring
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
         return _ImageToExample

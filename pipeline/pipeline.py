@@ -12,6 +12,7 @@ import subprocess
 
 from tfx import v1 as tfx
 
+from components.beam_executors import StatisticsGen, Transform
 from components.data_source import class_names
 from components.evaluation import Evaluator, eval_config
 from components.example_gen import ImageExampleGen
@@ -34,7 +35,7 @@ def data_components(config: PipelineConfig) -> dict[str, object]:
         data=config.data, eval_fraction=config.eval_fraction, train_limit=config.train_limit,
         tfds_data_dir=config.tfds_data_dir, tfds_download_dir=config.tfds_download_dir,
         tfds_manual_dir=config.tfds_manual_dir, validation_fraction=config.validation_fraction)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True,
         exclude_splits=["eval", "validation"])  # the schema describes train only
@@ -43,7 +44,7 @@ def data_components(config: PipelineConfig) -> dict[str, object]:
     validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=curator.outputs["curated_schema"])
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"], schema=curator.outputs["curated_schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"]),

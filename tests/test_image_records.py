@@ -187,23 +187,6 @@ def test_sink_writes_gzip_files_tensorflow_reads_back(tmp_path):
     assert list(dataset.as_numpy_iterator()) == records
 
 
-def test_executor_keeps_beam_args_and_builds_no_tfx_package(tmp_path, monkeypatch):
-    import tempfile
-
-    from tfx.components.statistics_gen import executor as statistics_gen
-
-    from components import example_gen
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    executor = example_gen.Executor(example_gen.Executor.Context(beam_pipeline_args=list(args)))
-    assert executor._beam_pipeline_args == args
-    assert list(tmp_path.iterdir()) == []
-    # TFX's own Beam executors do build one, in the temp dir: the check above can fail
-    statistics_gen.Executor(statistics_gen.Executor.Context(beam_pipeline_args=list(args)))
-    assert list(tmp_path.glob("*/build/tfx/dist/tfx_ephemeral-*.tar.gz"))
-
-
 def test_listing_chunks_give_back_every_candidate_whatever_its_name(tmp_path):
     names = ["plain.png", "line\nbreak.png", "sep\u2028arator.png", "é ü.jpg", "tab\t.png",
              "quote\".png"] * 3
