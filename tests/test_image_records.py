@@ -238,3 +238,18 @@ def test_read_file_resolves_symlinked_folders_once_per_unit_and_keeps_the_root(t
     # without the root every file is read, and without the cache the answers are the same
     assert image_records.read_file(str(root / "dog" / "b.png")) == (b"b", None)
     assert image_records.read_file(str(root / "also-cat" / "a.png"), real_root)[1] is None
+
+
+def test_read_file_resolves_relative_paths_and_parent_links_as_realpath_does(tmp_path, monkeypatch):
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "cat").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "cat" / "x.png").write_bytes(b"far")
+    (tmp_path / "data" / "cat" / "x.png").write_bytes(b"near")
+    (tmp_path / "data" / "link").symlink_to(tmp_path / "elsewhere" / "cat")
+    monkeypatch.chdir(tmp_path / "data")
+    real_dirs = {}
+    assert image_records.read_file("cat/x.png", None, real_dirs) == (b"near", None)
+    # link/.. is elsewhere/, not data/: resolved as the file system does, not lexically
+    assert image_records.read_file("link/../cat/x.png", None, real_dirs) == (b"far", None)
+    assert image_records.read_file("link/../cat/x.png", str(tmp_path / "data"), real_dirs) == (
+        None, "outside_root")
