@@ -6,7 +6,10 @@ logical split whose pattern is the logical split (``train`` -> ``train``, ``eval
 and ``validation`` -> ``validation`` when ``validation_fraction`` > 0); its output config is
 empty, so TFX names the output splits after the input splits. They are written as gzipped
 TFRecords to ``Split-train`` / ``Split-eval`` (/ ``Split-validation``) of the Examples artifact,
-and TFX's driver handles span and version (span 0 unless a range config says otherwise). The
+one file per work unit, numbered in the units' fixed order (the seeded listing of a folder, the
+parts of a tfds split, the hash order of a train limit): the record order is the same in every
+run, whichever Beam runner and workers wrote it. TFX's driver handles span and version (span
+0 unless a range config says otherwise). The
 per-record work runs in ``components.image_records``, which Beam workers import without
 TensorFlow.
 
@@ -153,8 +156,8 @@ def _folder_units(folder: ds.ImageFolder, plan: ds.SplitPlan, split: str,
     """The split's files, listed (here, on the driver) into a listing file in `work_dir`."""
     files = [image_records.Candidate(f.id, f.label, f.path) for f in folder.files
              if plan.assign(f.id, f.source_split) == split]
-    # Examples are written in the order workers produce them (no shuffle of the examples
-    # themselves): a seeded shuffle of the listing mixes classes in every chunk and file.
+    # The examples are not shuffled: each chunk's go to the file of its number, in listing
+    # order, and a seeded shuffle of the listing mixes classes in every chunk and file.
     random.Random(f"ImageExampleGen:{split}").shuffle(files)
     return image_records.write_listing(
         files, os.path.join(work_dir, f"listing-{split}.jsonl"), FILES_PER_CHUNK, folder.root)
@@ -193,12 +196,12 @@ def _summary_path(work_dir: str, split: str) -> str:
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(list[bytes])
+@beam.typehints.with_output_types(tuple[int, int, list[bytes]])
 def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  # noqa: N802
                     split_pattern: str) -> beam.PCollection:
     """Reads logical split `split_pattern` (one of ``ImageGenConfig.splits``) as serialized
-    tf.Examples, in batches (one list per work unit: ``Executor.Do`` writes them with
-    ``_WriteSplit``).
+    tf.Examples, in batches: (unit index, unit count, the unit's examples) per work unit, which
+    ``Executor.Do`` writes with ``_WriteSplit``.
 
     Runs inside ``Executor.Do``, which adds two private exec properties: the source it opened
     (so a folder is listed once, not once per split) and a work dir, which receives an image
@@ -218,7 +221,8 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
         units = _folder_units(opened, plan, split_pattern, work_dir)
     else:
         units = _tfds_units(opened, plan, split_pattern)
-    units = pipeline | "ListUnits" >> beam.Create(units) | "SpreadUnits" >> beam.Reshuffle()
+    units = (pipeline | "ListUnits" >> beam.Create(image_records.numbered(units))
+             | "SpreadUnits" >> beam.Reshuffle())
     if split_pattern == ds.TRAIN and config.train_limit:
         units = units | "TrainLimit" >> _FirstByHash(config.train_limit)
     results = (units
@@ -302,14 +306,15 @@ class Executor(LocalBeamExecutorMixin, base_example_gen_executor.BaseExampleGenE
 
 
 @beam.ptransform_fn
-def _WriteSplit(batches: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:  # noqa: N802
-    """Writes batches of serialized tf.Examples as the gzipped TFRecord files
-    ``data_tfrecord-*.gz`` that TFX's ``write_split.WriteSplit`` writes, without its Reshuffle:
-    each worker writes the examples it made, so image bytes never travel between Beam workers.
-    (The listing was shuffled instead; see ``_folder_units``.)
-    """
-    return batches | "Write" >> beam.io.Write(image_records.TFRecordBatchSink(
-        os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME)))
+def _WriteSplit(batches: beam.PCollection, split_uri: str) -> beam.PCollection:  # noqa: N802
+    """Writes each work unit's serialized tf.Examples to its own gzipped TFRecord file,
+    ``data_tfrecord-IIIII-of-NNNNN.gz`` numbered by the unit's place in the split (the names
+    TFX's ``write_split.WriteSplit`` gives its files), without its Reshuffle: each worker writes
+    the examples it made, so image bytes never travel between Beam workers, and the split's
+    record order in file-name order is the listing's whichever worker took which unit (the
+    listing was shuffled instead; see ``_folder_units``). Yields the paths written."""
+    return batches | "Write" >> beam.Map(image_records.write_unit, os.path.join(
+        split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME))
 
 
 def _split_configs(

@@ -4,9 +4,11 @@ serialized tf.Example, count what was kept and why the rest was skipped.
 Work is handed to workers in units, each a few hundred records that the worker reads itself: a
 ``ListingChunk`` (a byte range of a listing file of image paths), a ``TfdsPart`` (a part of a
 tfds split) or a ``CandidateBatch`` (records already read, e.g. chosen by a train limit).
-Each has ``candidates()``; ``to_examples`` turns a unit into one batch of serialized
-tf.Examples plus one ``Outcomes`` count, and ``TFRecordBatchSink`` writes batches: Beam
-handles a few elements per unit of a few hundred images, not one or more per image.
+Each is numbered (``NumberedUnit``: its place among the split's units) and has
+``candidates()``; ``to_examples`` turns a unit into one batch of serialized tf.Examples plus
+one ``Outcomes`` count, and ``write_unit`` writes each batch to the file of the unit's number:
+Beam handles a few elements per unit of a few hundred images, not one or more per image, and
+a split's record order depends on its units alone, not on which worker took which.
 
 Imports neither TensorFlow nor TFX (only Beam, PIL and ``components.data_source``): a
 multi-processing Beam worker imports this module when it unpickles these functions, and
@@ -24,14 +26,13 @@ import json
 import os
 import stat
 import struct
+import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
 import google_crc32c
-from apache_beam import coders
-from apache_beam.io.filebasedsink import FileBasedSink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -76,9 +77,10 @@ class CandidateBatch:
         return iter(self.records)
 
 
-def batches(candidates: Sequence[Candidate], size: int) -> Iterator[CandidateBatch]:
-    for start in range(0, len(candidates), size):
-        yield CandidateBatch(tuple(candidates[start:start + size]))
+def batches(candidates: Sequence[Candidate], size: int) -> list[NumberedUnit]:
+    """`candidates` in order, as numbered units of `size` (the last may be shorter)."""
+    return numbered([CandidateBatch(tuple(candidates[start:start + size]))
+                     for start in range(0, len(candidates), size)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +140,24 @@ def write_listing(candidates: Sequence[Candidate], path: str, per_chunk: int,
     return chunks
 
 
-def candidates_of(unit: ListingChunk | TfdsPart | CandidateBatch) -> Iterator[Candidate]:
+@dataclasses.dataclass(frozen=True)
+class NumberedUnit:
+    """Work unit `index` (from 0) of the `count` units of a split; ``write_unit`` writes its
+    records to the file of that number."""
+
+    index: int
+    count: int
+    unit: ListingChunk | TfdsPart | CandidateBatch
+
+    def candidates(self) -> Iterator[Candidate]:
+        return self.unit.candidates()
+
+
+def numbered(units: Sequence[ListingChunk | TfdsPart | CandidateBatch]) -> list[NumberedUnit]:
+    return [NumberedUnit(index, len(units), unit) for index, unit in enumerate(units)]
+
+
+def candidates_of(unit: NumberedUnit) -> Iterator[Candidate]:
     return unit.candidates()
 
 
@@ -291,10 +310,10 @@ def _inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[str, ...]):
-    """Checks the unit's candidates; yields the serialized tf.Examples of those kept as one
-    list (unless none was kept), and the unit's ``Outcomes`` on the ``OUTCOME`` output. Raises
-    ValueError for a label outside `labels`."""
+def to_examples(unit: NumberedUnit, labels: tuple[str, ...]):
+    """Checks the unit's candidates; yields (the unit's index, the split's unit count, the
+    serialized tf.Examples of those kept, possibly none), and the unit's ``Outcomes`` on the
+    ``OUTCOME`` output. Raises ValueError for a label outside `labels`."""
     counts, skipped, examples, digests = collections.Counter(), [], [], set()
     per_label, real_dirs = collections.Counter(), {}
     for candidate in unit.candidates():
@@ -303,7 +322,7 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
                              f"the {len(labels)} labels")
         data, reason = candidate.data, None
         if data is None:
-            data, reason = read_file(candidate.where, getattr(unit, "root", None), real_dirs)
+            data, reason = read_file(candidate.where, getattr(unit.unit, "root", None), real_dirs)
         reason = reason or image_checks.check_image(data)
         counts[reason or KEPT] += 1
         if reason is None:
@@ -315,8 +334,7 @@ def to_examples(unit: ListingChunk | TfdsPart | CandidateBatch, labels: tuple[st
             counts[LARGE] += image_checks.is_large(data)
         else:
             skipped.append((candidate.where, reason))
-    if examples:
-        yield examples
+    yield unit.index, unit.count, examples
     first_skipped = tuple(sorted(skipped)[:FIRST_SKIPPED])
     yield beam.pvalue.TaggedOutput(OUTCOME, Outcomes(counts, first_skipped, frozenset(digests),
                                                      per_label))
@@ -359,20 +377,26 @@ class GzipWriter:
         self._raw.close()
 
 
-class TFRecordBatchSink(FileBasedSink):
-    """A Beam file sink whose elements are batches (sequences) of serialized records, written as
-    TFRecords in gzipped shards ``<prefix>-SSSSS-of-NNNNN.gz`` (deflate level
-    ``GZIP_LEVEL``), the files Beam's ``WriteToTFRecord`` writes with gzip."""
+def unit_file(prefix: str, index: int, count: int) -> str:
+    """``<prefix>-IIIII-of-NNNNN.gz``, the name of unit `index` of `count` (the shard names
+    Beam's ``WriteToTFRecord`` gives its gzipped files)."""
+    return f"{prefix}-{index:05d}-of-{count:05d}.gz"
 
-    def __init__(self, file_path_prefix: str):
-        super().__init__(file_path_prefix, coders.BytesCoder(), file_name_suffix=".gz",
-                         compression_type=CompressionTypes.UNCOMPRESSED)
 
-    def open(self, temp_path: str) -> GzipWriter:
-        return GzipWriter(super().open(temp_path))
-
-    def write_record(self, file_handle, value: Sequence[bytes]) -> None:
-        file_handle.write(b"".join(tfrecord(record) for record in value))
+def write_unit(unit_examples: tuple[int, int, Sequence[bytes]], prefix: str) -> str:
+    """Writes one unit's serialized records, (index, count, records) as ``to_examples`` yields
+    them, as TFRecords to the gzipped file ``unit_file(prefix, index, count)`` (deflate level
+    ``GZIP_LEVEL``; no records: an empty file readers accept) and returns its path. It writes a
+    temporary file and renames it into place: a retried unit replaces the file whole."""
+    index, count, records = unit_examples
+    path = unit_file(prefix, index, count)
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    writer = GzipWriter(FileSystems.create(temporary,
+                                           compression_type=CompressionTypes.UNCOMPRESSED))
+    writer.write(b"".join(tfrecord(record) for record in records))
+    writer.close()
+    FileSystems.rename([temporary], [path])
+    return path
 
 
 class MergeOutcomes(beam.CombineFn):

@@ -252,6 +252,32 @@ def test_written_order_mixes_classes(tmp_path):
     assert len(written) > 20 and runs > len(written) // 2
 
 
+def test_written_order_is_the_listings_whichever_worker_takes_which_unit(tmp_path, monkeypatch):
+    # A unit's examples go to the file of its number, so two multi-processing runs, whose
+    # workers take the units in different orders, write the same files with the same records.
+    monkeypatch.setattr(eg, "FILES_PER_CHUNK", 3)  # CIFAR_FLAT's 40 files: about 14 units
+    beam_args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+    def written(run: str) -> dict[str, list[str]]:
+        examples = standard_artifacts.Examples()
+        examples.uri = str(tmp_path / run)
+        os.makedirs(examples.uri)
+        eg.Executor(eg.Executor.Context(beam_pipeline_args=list(beam_args))).Do(
+            {}, {keys.EXAMPLES_KEY: [examples]}, exec_properties(data=f"imagefolder:{CIFAR_FLAT}"))
+        return {path.name: [tf.train.Example.FromString(record).features.feature["id"]
+                            .bytes_list.value[0].decode()
+                            for record in tf.data.TFRecordDataset(str(path), "GZIP")
+                            .as_numpy_iterator()]
+                for path in sorted(pathlib.Path(examples.uri, "Split-train").iterdir())}
+
+    first = written("first")
+    assert written("second") == first
+    count = len(first)
+    assert list(first) == [f"data_tfrecord-{i:05d}-of-{count:05d}.gz" for i in range(count)]
+    assert [len(ids) for ids in first.values()][:-1] == [3] * (count - 1)
+    assert sum(map(len, first.values())) > 20
+
+
 # --- 2. image folder without split level: hash split -----------------------------------------
 
 def test_stable_hash_is_sha256_and_spreads_evenly():

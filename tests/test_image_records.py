@@ -173,18 +173,21 @@ def test_tfrecords_are_read_back_by_tensorflow_which_checks_their_crcs(tmp_path)
         list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
 
 
-def test_sink_writes_gzip_files_tensorflow_reads_back(tmp_path):
+def test_each_unit_is_written_to_its_numbered_gzip_file_tensorflow_reads_back(tmp_path):
     records = [bytes(range(256)) * 40, b"", b"x" * 100_000]  # one spans several deflate blocks
-    sink = image_records.TFRecordBatchSink(str(tmp_path / "data_tfrecord"))
-    handle = sink.open(str(tmp_path / "shard.gz"))
-    sink.write_record(handle, records[:2])
-    sink.write_record(handle, records[2:])
-    sink.close(handle)
-    written = (tmp_path / "shard.gz").read_bytes()
+    prefix = str(tmp_path / "data_tfrecord")
+    assert image_records.write_unit((3, 12, records), prefix) == f"{prefix}-00003-of-00012.gz"
+    assert image_records.write_unit((4, 12, []), prefix) == f"{prefix}-00004-of-00012.gz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no temporary file left
+        "data_tfrecord-00003-of-00012.gz", "data_tfrecord-00004-of-00012.gz"]
+    written = (tmp_path / "data_tfrecord-00003-of-00012.gz").read_bytes()
     assert gzip.decompress(written) == b"".join(image_records.tfrecord(r) for r in records)
     assert len(written) > sum(map(len, records))  # stored, not deflated: see GZIP_LEVEL
-    dataset = tf.data.TFRecordDataset(str(tmp_path / "shard.gz"), compression_type="GZIP")
-    assert list(dataset.as_numpy_iterator()) == records
+    dataset = tf.data.TFRecordDataset(sorted(str(p) for p in tmp_path.iterdir()), "GZIP")
+    assert list(dataset.as_numpy_iterator()) == records  # the empty unit's file reads as none
+    image_records.write_unit((3, 12, records[:1]), prefix)  # a retried unit replaces its file
+    assert list(tf.data.TFRecordDataset(f"{prefix}-00003-of-00012.gz", "GZIP")
+                .as_numpy_iterator()) == records[:1]
 
 
 def test_listing_chunks_give_back_every_candidate_whatever_its_name(tmp_path):
