@@ -272,8 +272,7 @@ def read_file(path: str, root: str | None = None,
     on CIFAR-10's folders otherwise).
     """
     try:
-        real = _real_path(path, {} if real_dirs is None else real_dirs)
-        info = os.stat(real)
+        real, info = _resolve(path, {} if real_dirs is None else real_dirs)
     except (OSError, RuntimeError):  # dangling link, loop, no permission
         return None, "unreadable"
     if root is not None and not _inside(real, root):
@@ -294,15 +293,18 @@ def read_file(path: str, root: str | None = None,
     return (None, "too_large") if len(data) > MAX_FILE_BYTES else (data, None)
 
 
-def _real_path(path: str, real_dirs: dict[str, str]) -> str:
-    """``os.path.realpath(path, strict=True)``, resolving `path`'s folder through `real_dirs`
-    unless `path` is a symlink itself."""
+def _resolve(path: str, real_dirs: dict[str, str]) -> tuple[str, os.stat_result]:
+    """(``os.path.realpath(path, strict=True)``, its ``os.stat``), resolving `path`'s folder
+    through `real_dirs` unless `path` is a symlink itself (whose ``os.lstat`` is then its
+    stat)."""
     folder, name = os.path.split(path)
-    if name in ("", os.curdir, os.pardir) or stat.S_ISLNK(os.lstat(path).st_mode):
-        return os.path.realpath(path, strict=True)
+    info = os.lstat(path)
+    if name in ("", os.curdir, os.pardir) or stat.S_ISLNK(info.st_mode):
+        real = os.path.realpath(path, strict=True)
+        return real, os.stat(real)
     if folder not in real_dirs:
         real_dirs[folder] = os.path.realpath(folder or os.curdir, strict=True)
-    return os.path.join(real_dirs[folder], name)
+    return os.path.join(real_dirs[folder], name), info
 
 
 def _inside(real: str, root: str) -> bool:
