@@ -23,13 +23,21 @@ def _tree_bytes(path: str) -> int:
     return sum(f.stat().st_size for f in pathlib.Path(path).rglob("*") if f.is_file())
 
 
+def _image_count(folder: pathlib.Path) -> int:
+    return sum(1 for f in folder.rglob("*.jpg") if f.is_file())
+
+
 def test_ingest_command_on_cats_vs_dogs(tmp_path, capsys):
     root = tmp_path / "root"
     assert cli.main(["ingest", "--data", f"imagefolder:{CATS_VS_DOGS}", "--pipeline-root", str(root),
                      "--image-size", "48", "--beam-args=--direct_running_mode=in_memory"]) == 0
     out = capsys.readouterr().out
-    assert "split train: 700 examples, skipped 0" in out
-    assert "split eval: 200 examples, skipped 0" in out
+    # the shared set grows from time to time: count what the folder holds now
+    train_images = _image_count(CATS_VS_DOGS / "train")
+    eval_images = _image_count(CATS_VS_DOGS / "validation")
+    assert train_images > 0 and eval_images > 0
+    assert f"split train: {train_images} examples, skipped 0" in out
+    assert f"split eval: {eval_images} examples, skipped 0" in out
     printed = {line.split()[0]: line.split()[1] for line in out.splitlines()
                if line.split() and line.split()[0] in
                ("examples", "statistics", "curated_schema", "anomalies", "transform_graph")}
