@@ -12,7 +12,9 @@ Configurations: ``eager`` (float32, NCHW), ``channels_last`` (float32, NHWC memo
 timed in windows of `--steps` steps after `--warmup` untimed steps; the median window is
 reported. One JSON line per configuration, then a summary; with ``--trainer`` (the output of
 ``benchmarks/train_throughput.py`` for the same net and batch, run just before on the same
-machine) also the ratio of the Trainer's images/second to the best configuration's.
+machine) also the ratio of the Trainer's images/second to the best configuration's in the
+Trainer's precision (float32 ones against a float32 Trainer, bfloat16 ones against
+mixed_bfloat16). The first line names the processor and its speed flags.
 
 Not a project dependency: run it with any Python that has torch, numpy and Pillow, e.g.
 
@@ -28,6 +30,7 @@ import contextlib
 import json
 import pathlib
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -37,6 +40,9 @@ from torch import nn
 from torch.nn import functional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the peer's venv has torch, not this project installed
+from components import processor  # noqa: E402  (standard library only: no TensorFlow)
+
 CONFIGURATIONS = ("eager", "channels_last", "bf16", "compile", "compile_bf16")
 
 
@@ -150,12 +156,16 @@ def main() -> int:
     trainer = trainer_result(args.trainer, model, args.batch) if args.trainer else None
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"{processor.describe()} [{' '.join(processor.speed_flags())}], torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     images, labels = load_images(args.data, args.images)
     results = {}
     for name in args.configurations.split(","):
         rates = time_configuration(name, args, images, labels)
         results[name] = statistics.median(rates)
         print(json.dumps({"model": model, "configuration": name, "batch": args.batch,
+                          "precision": precision_of(name), "cpu": processor.describe(),
+                          "cpu_flags": list(processor.speed_flags()),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "ips": round(results[name], 1),
                           "windows_ips": [round(r, 1) for r in rates]}), flush=True)
@@ -163,7 +173,13 @@ def main() -> int:
     print(f"{model} batch {args.batch}, torch {torch.__version__}: "
           + ", ".join(f"{k} {v:.0f} img/s" for k, v in results.items())
           + f"; best {best}")
-    if trainer:
+    if trainer:  # the best PyTorch configuration in the Trainer's precision
+        same = {name: ips for name, ips in results.items()
+                if precision_of(name) == precision_of(trainer["precision"])}
+        if not same:
+            raise SystemExit(f"no configuration in the Trainer's precision {trainer['precision']} "
+                             f"was measured: add one to --configurations")
+        best = max(same, key=same.get)
         ratio = trainer["pipeline_ips"] / results[best]
         print(json.dumps({"model": model, "trainer_ips": trainer["pipeline_ips"],
                           "trainer_precision": trainer["precision"], "best_pytorch": best,
@@ -172,6 +188,11 @@ def main() -> int:
         print(f"Trainer {trainer['pipeline_ips']:.0f} img/s ({trainer['precision']}) / best "
               f"PyTorch {results[best]:.0f} img/s ({best}) = {ratio:.2f}")
     return 0
+
+
+def precision_of(name: str) -> str:
+    """"bfloat16" for a bf16 configuration or Keras' mixed_bfloat16 policy, else "float32"."""
+    return "bfloat16" if name.endswith(("bf16", "bfloat16")) else "float32"
 
 
 def trainer_result(path: pathlib.Path, model: str, batch: int) -> dict:

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import trainer
+from components import processor, trainer
 from pipeline import artifacts, config as config_lib, local_runner
 from pipeline.config import TrainingConfig
 
@@ -93,7 +93,13 @@ def main() -> int:
                         help="TrainingConfig.mixed_precision for both paths (default auto)")
     parser.add_argument("--augment", action="store_true",
                         help="random crop + flip in both paths (the Trainer's augment_batch)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="op determinism and thread pools of every core, as "
+                             "`ablation run --deterministic`")
     args = parser.parse_args()
+    if args.deterministic:  # first: the thread pools are sized before TensorFlow's runtime starts
+        trainer.configure_threads(TrainingConfig(intra_op_threads=os.cpu_count()))
+        tf.config.experimental.enable_op_determinism()
 
     pattern, transform_dir = build_inputs(args.data, args.image_size, args.images, args.workdir)
     tf_transform_output = tft.TFTransformOutput(transform_dir)
@@ -138,6 +144,9 @@ def main() -> int:
     bare_ips = statistics.median(paths["bare"][2])
     input_ips = statistics.median(input_rates)
     result = {
+        "cpu": trainer.describe_devices(), "cpu_flags": list(processor.speed_flags()),
+        "onednn": trainer.onednn_enabled(), "tensorflow": tf.__version__,
+        "deterministic": args.deterministic,
         "model": args.model, "image_size": args.image_size, "batch": args.batch,
         "steps_per_window": args.steps, "windows": args.windows, "precision": precision,
         "xla": args.xla, "augment": args.augment,
@@ -151,6 +160,8 @@ def main() -> int:
         "windows_bare_ips": [round(r, 2) for r in paths["bare"][2]],
     }
     print(json.dumps(result))
+    print(f"{result['cpu']} [{' '.join(result['cpu_flags'])}], TensorFlow {tf.__version__}, "
+          f"oneDNN {'on' if result['onednn'] else 'off'}")
     print(f"{args.model} {args.image_size}x{args.image_size} batch {args.batch} ({precision}): "
           f"pipeline {pipeline_ips:.1f} img/s, bare {bare_ips:.1f} img/s "
           f"(a/b {result['ratio_pipeline_over_bare']}), input only {input_ips:.0f} img/s "

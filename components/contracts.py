@@ -133,6 +133,9 @@ class RunHistory:
     train_subset: int  # examples in the fixed train subset of the clean_train_* numbers
     shortcut: str = "none"  # "A" | "B" | "C" on residual nets, "none" on plain ones
     device: str = ""  # what trained it, e.g. "CPU (2 cores)" or "2 x GPU (NVIDIA A100)"
+    cpu_flags: tuple[str, ...] = ()  # processor.SPEED_FLAGS it has (avx2 ... amx_bf16)
+    onednn: bool | None = None  # TensorFlow's oneDNN kernels on (None: not recorded)
+    tensorflow: str = ""  # TensorFlow's version
     status: Status = "running"
     diverged_epoch: int | None = None
     epochs: tuple[EpochRecord, ...] = ()
@@ -215,6 +218,8 @@ def from_dict(cls, values: Any, prefix: str = ""):
     the field, ``prefix`` first: nested fields as ``training.epochs``)."""
     if not dataclasses.is_dataclass(cls):
         return values
+    if not isinstance(values, dict):
+        raise ValueError(f"expected a table of {cls.__name__} settings, got {values!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))

@@ -264,6 +264,9 @@ def provenance(histories: Sequence[RunHistory], config_json: str, code_version: 
         "packages": versions,
         "report machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs",
         "training devices": sorted({h.device for h in histories if h.device}),
+        "processor flags": sorted({" ".join(h.cpu_flags) for h in histories if h.cpu_flags}),
+        "oneDNN": sorted({str(h.onednn).lower() for h in histories if h.onednn is not None}),
+        "tensorflow (training)": sorted({h.tensorflow for h in histories if h.tensorflow}),
         "precision": sorted({h.precision for h in histories}),
         "xla": sorted({str(h.xla).lower() for h in histories}),
         "fit seconds (sum of epochs)": {f"{h.model} seed {h.seed}": round(sum(e.seconds for e in h.epochs), 1)

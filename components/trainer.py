@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
-from components import contracts, diagnostics, models
+from components import contracts, diagnostics, models, processor
 from components.contracts import (
     DIVERGED_FILE,
     HISTORY_FILE,
@@ -311,16 +311,7 @@ def describe_devices() -> str:
         names = {tf.config.experimental.get_device_details(gpu).get("device_name", "GPU")
                  for gpu in gpus}
         return f"{len(gpus)} x GPU ({', '.join(sorted(names))})"
-    return f"CPU: {_cpuinfo('model name') or 'unknown model'} ({os.cpu_count()} cores)"
-
-
-def _cpuinfo(key: str) -> str | None:
-    """The value of the first `key` line of /proc/cpuinfo (None where there is none)."""
-    if not os.path.exists("/proc/cpuinfo"):
-        return None
-    with open("/proc/cpuinfo") as file:
-        return next((line.split(":", 1)[1].strip() for line in file
-                     if line.split(":", 1)[0].strip() == key), None)
+    return processor.describe()
 
 
 def configure_threads(training: TrainingConfig) -> None:
@@ -346,10 +337,17 @@ def configure_threads(training: TrainingConfig) -> None:
             "the run in a new process (ablation run does this for you).") from None
 
 
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs its oneDNN kernels (``components`` turns them on
+    where TensorFlow would leave them off; see its docstring)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def cpu_has_bfloat16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo)."""
-    flags = (_cpuinfo("flags") or "").split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether this CPU computes in bfloat16 natively (``processor.has_bfloat16``)."""
+    return processor.has_bfloat16()
 
 
 def precision_policy(mode: str) -> str:
@@ -594,6 +592,10 @@ def run_fn(fn_args) -> None:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings.seed)
     policy = set_precision(train.mixed_precision)
+    if policy == "mixed_bfloat16" and not cpu_has_bfloat16():
+        print("Warning: mixed_bfloat16 on a CPU without bfloat16 units is emulated, several "
+              "times slower than float32 here; run a bfloat16 study's shards on a processor "
+              "with AVX512_BF16 or AMX-BF16", flush=True)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     train_examples = count_examples(fn_args.train_files)
     steps = train.steps_per_epoch or max(train_examples // train.batch_size, 1)
@@ -662,7 +664,8 @@ def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps:
         eval_split=eval_split,
         train_subset=min(settings.training.train_eval_examples, train_examples),
         shortcut=shortcut_option(spec.name, settings.shortcut) if spec.residual else "none",
-        device=describe_devices())
+        device=describe_devices(), cpu_flags=processor.speed_flags(), onednn=onednn_enabled(),
+        tensorflow=tf.__version__)
 
 
 def _finish(history: RunHistory, model: keras.Model, fn_args, tf_transform_output,

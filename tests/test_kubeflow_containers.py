@@ -16,6 +16,7 @@ then reads the AblationReport artifact's ablation.csv.
 """
 
 import csv
+import json
 import os
 import pathlib
 import subprocess
@@ -97,3 +98,7 @@ def test_the_smoke_study_runs_end_to_end_under_kfp_local(image, tmp_path):
     assert resnet["residual"] == "true" and resnet["shortcut"] == "A"
     assert -1.0 <= float(resnet["delta_vs_plain"]) <= 1.0
     assert (report_csv.parent / "report.html").stat().st_size > 0
+    # the image trains as a local run does: oneDNN on unless the pod's environment says not
+    histories = [json.loads(path.read_text()) for path in run_dir.glob("*/model_run/history.json")]
+    assert len(histories) == len(MODELS)
+    assert all(history["onednn"] is True for history in histories), histories
