@@ -189,8 +189,9 @@ def training_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TF
     Epoch e reads the records shuffled with ``epoch_seed(seed, e)`` (repeating if the epoch is
     longer than the split) and augments its batch i with the stateless seed (epoch seed, i):
     what epoch e sees depends on (files, seed, e) only, so a run resumed at epoch k is fed
-    exactly what an uninterrupted run is fed from epoch k on. (One dataset per epoch,
-    concatenated: ``Dataset.shuffle`` takes no per-element seed.) `in_memory` decodes the split
+    exactly what an uninterrupted run is fed from epoch k on, however many iterators read
+    it. (One dataset per epoch, concatenated: ``Dataset.shuffle`` takes no per-element seed. An
+    epoch longer than the split repeats the epoch's permutation.) `in_memory` decodes the split
     once (``decoded_examples``) and shuffles decoded examples instead of records: the same
     permutation, so the same batches.
     """
@@ -203,7 +204,12 @@ def training_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TF
 
     def epoch_batches(epoch: int) -> tf.data.Dataset:
         this_seed = epoch_seed(seed, epoch)
-        batches = (examples.shuffle(shuffle_buffer, seed=this_seed).repeat()
+        # reshuffle_each_iteration=False: the permutation is the seed's whatever iterator reads
+        # it. With True, each new iterator gets the next permutation, and Keras' fit makes a
+        # second iterator when the data is exactly one epoch long, as a resumed run's last
+        # epoch is: it then trained on other batches than the uninterrupted run.
+        batches = (examples.shuffle(shuffle_buffer, seed=this_seed,
+                                    reshuffle_each_iteration=False).repeat()
                    .batch(batch_size, drop_remainder=True).take(steps_per_epoch))
         steps = tf.data.Dataset.range(steps_per_epoch)
         return tf.data.Dataset.zip((batches, steps.map(
@@ -279,7 +285,8 @@ def add_weight_decay(model: keras.Model, weight_decay: float, scope: str = "all"
 def compiled_model(name: str, num_classes: int, image_size: int, training: TrainingConfig,
                    steps_per_epoch: int, shortcut: str | None = None) -> keras.Model:
     """Builds and compiles variant `name` under the distribution strategy, as the Trainer does:
-    SGD with momentum and the warm-up schedule, coupled weight decay, optional XLA."""
+    SGD with momentum and the warm-up schedule, coupled weight decay, optional XLA; the
+    optimizer's variables are created here (built), so a checkpoint restores all of them."""
     with distribution_strategy().scope():
         model = models.build_model(name, num_classes, (image_size, image_size, 3),
                                    shortcut=shortcut)
@@ -291,6 +298,9 @@ def compiled_model(name: str, num_classes: int, image_size: int, training: Train
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                      keras.metrics.SparseCategoricalCrossentropy(name="cross_entropy")],
             jit_compile=training.xla)
+        # now, not in fit's first traced step: a checkpoint restored before fit restores the
+        # momentum at once, and EpochCheckpoint.restore can check that everything matched
+        model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -451,8 +461,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=1)
 
     def restore(self) -> int:
+        """Restores the latest checkpoint, if any; returns the number of finished epochs.
+
+        Every variable of the model and its optimizer is restored at once (``compiled_model``
+        builds the optimizer) and must match the checkpoint (AssertionError otherwise)."""
         if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint)
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
         return int(self.finished.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -623,22 +637,31 @@ def run_fn(fn_args) -> None:
         lambda: model.evaluate(train_subset, verbose=0, return_dict=True), train.train_eval_every)
     callbacks = [recorder, checkpoint, keras.callbacks.TensorBoard(
         os.path.join(fn_args.model_run_dir, "logs"), profile_batch=0)]
-    print(f"Training {settings.model} (seed {settings.seed}, {policy}, xla={train.xla}): "
+    print(f"Training {settings.model} (seed {settings.seed}, {policy}, xla={train.xla}, "
+          f"oneDNN {'on' if history.onednn else 'off'}): "
           f"{train.epochs} epochs x {steps} steps of {train.batch_size} images; validation on "
-          f"{history.val_split}" + (f"; resuming at epoch {first_epoch + 1}" if first_epoch else ""),
-          flush=True)
-    model.fit(training_dataset(fn_args.train_files, tf_transform_output, train.batch_size,
-                               seed=settings.seed, steps_per_epoch=steps,
-                               epochs=range(first_epoch, train.epochs),
-                               shuffle_buffer=train.shuffle_buffer, augment=train.augment,
-                               in_memory=in_memory),
-              initial_epoch=first_epoch, epochs=train.epochs, steps_per_epoch=steps,
-              validation_data=dataset(fn_args.eval_files,
-                                      cache=in_memory and train.eval_steps is None),
-              validation_steps=train.eval_steps,
-              callbacks=callbacks, verbose=2)
+          f"{history.val_split}" + _resume_note(first_epoch, train.epochs), flush=True)
+    if first_epoch < train.epochs:  # else killed after the last epoch: only _finish is left
+        model.fit(training_dataset(fn_args.train_files, tf_transform_output, train.batch_size,
+                                   seed=settings.seed, steps_per_epoch=steps,
+                                   epochs=range(first_epoch, train.epochs),
+                                   shuffle_buffer=train.shuffle_buffer, augment=train.augment,
+                                   in_memory=in_memory),
+                  initial_epoch=first_epoch, epochs=train.epochs, steps_per_epoch=steps,
+                  validation_data=dataset(fn_args.eval_files,
+                                          cache=in_memory and train.eval_steps is None),
+                  validation_steps=train.eval_steps,
+                  callbacks=callbacks, verbose=2)
     _finish(recorder.history, model, fn_args, tf_transform_output, dataset)
     checkpoint.delete()
+
+
+def _resume_note(first_epoch: int, epochs: int) -> str:
+    if not first_epoch:
+        return ""
+    if first_epoch >= epochs:
+        return f"; all {epochs} epochs were trained before: exporting"
+    return f"; resuming at epoch {first_epoch + 1}"
 
 
 def fits_in_memory(training: TrainingConfig, train_examples: int, eval_examples: int,
