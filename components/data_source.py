@@ -338,6 +338,25 @@ def list_imagefolder(root: str) -> ImageFolder:
     return ImageFolder(root, labels, tuple(sorted(files, key=lambda file: file.id)))
 
 
+def folder_fingerprint(folder: ImageFolder) -> str:
+    """A digest of what a listed image folder holds now: every file's record id, label, size
+    and modification time (followed through symlinks; a file that cannot be stat-ed counts as
+    such). Adding, removing, renaming, relabelling or rewriting a file changes it; reading no
+    file content keeps it cheap (``ImageExampleGen`` takes it before every run to decide
+    whether its cached output still holds)."""
+    digest = hashlib.sha256()
+    for file in folder.files:
+        try:
+            status = os.stat(file.path)
+            state = f"{status.st_size} {status.st_mtime_ns}"
+        except OSError as error:
+            state = f"unreadable {error.errno}"
+        digest.update(f"{file.id}\0{file.label}\0{file.source_split}\0{state}\n".encode(
+            "utf-8", "surrogateescape"))
+    digest.update("\0".join(folder.labels).encode("utf-8", "surrogateescape"))
+    return f"files:{len(folder.files)} sha256:{digest.hexdigest()}"
+
+
 # --- tensorflow-datasets ---------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -405,6 +424,21 @@ def _tfds_builder(name: str, data_dir: str | None):
     except ValueError as error:  # e.g. an unknown config
         reason = str(error).splitlines()[0]
         raise ValueError(f"cannot open tfds data set {name!r}: {reason}") from error
+
+
+def tfds_fingerprint(name: str, data_dir: str | None) -> str:
+    """A digest of a prepared tfds set's files (names, sizes, modification times), or
+    "unprepared": what ``folder_fingerprint`` is for an image folder."""
+    import tensorflow as tf
+
+    builder = _tfds_builder(name, data_dir)
+    if not builder.is_prepared():
+        return "unprepared"
+    digest = hashlib.sha256(str(builder.data_dir).encode())
+    for path in sorted(tf.io.gfile.glob(os.path.join(str(builder.data_dir), "*"))):
+        status = tf.io.gfile.stat(path)
+        digest.update(f"{os.path.basename(path)} {status.length} {status.mtime_nsec}\n".encode())
+    return f"tfds sha256:{digest.hexdigest()}"
 
 
 def class_names(source: DataSource, tfds_data_dir: str | None = None) -> tuple[str, ...]:

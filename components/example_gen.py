@@ -25,8 +25,9 @@ Files that are not usable images are skipped and counted per split and reason. B
 splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "source"}) and
 ``skipped.json`` ({"train": {reason: n}, "eval": {...}, "examples": {"train": n, "eval": m},
 "first_skipped": [path or tfds id, ...], "eval_split_name": "test", "duplicates_of_train":
-{"eval": n}: how many images of each other split are byte-identical to a train image}, plus
-"validation" keys in the maps when that split is written), and the artifact carries the custom properties
+{"eval": n}: how many images of each other split are byte-identical to a train image,
+"content_sha256": {split: ``content_digest``}}, plus "validation" keys in the maps when that
+split is written), and the artifact carries the custom properties
 ``skipped_json``, ``examples_train``, ``examples_eval`` (and ``examples_validation``),
 ``num_classes`` and ``eval_split_name`` (``data_source.eval_split_name``: ``test``,
 ``validation``, ``eval`` or ``held_out``).
@@ -35,6 +36,7 @@ splits, the artifact's URI holds ``labels.json`` ({"names", "num_classes", "sour
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -47,6 +49,7 @@ from tfx import types
 from tfx.components.example_gen import (
     base_example_gen_executor,
     component as example_gen_component,
+    driver as example_gen_driver,
     utils as example_gen_utils,
     write_split,
 )
@@ -237,6 +240,15 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
 
 # --- executor --------------------------------------------------------------------------------
 
+def content_digest(summary: dict) -> str:
+    """What a split holds, whatever its path or record order: SHA-256 over the sorted content
+    digests of its kept images and its count per label. Two ingests of the same images, from
+    any folder, give the same value (``ablation report`` compares it between shards)."""
+    text = json.dumps([sorted(summary.get("digests", ())),
+                       sorted((str(label), n) for label, n in summary.get("per_label", {}).items())])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _skip_report(summaries: dict[str, dict], eval_split_name: str) -> dict[str, Any]:
     """skipped.json's content from the per-split summaries."""
     report: dict[str, Any] = {split: summary["skipped"] for split, summary in summaries.items()}
@@ -250,6 +262,8 @@ def _skip_report(summaries: dict[str, dict], eval_split_name: str) -> dict[str, 
     report["duplicates_of_train"] = {
         split: len(train.intersection(summary.get("digests", ())))
         for split, summary in summaries.items() if split != ds.TRAIN}
+    report["content_sha256"] = {split: content_digest(summary)
+                                for split, summary in summaries.items()}
     for where, reason in first[:image_records.FIRST_SKIPPED]:
         logging.warning("ImageExampleGen skipped %s: %s", where, reason)
     return report
@@ -393,6 +407,31 @@ def _check_classes(summaries: dict[str, dict], labels: tuple[str, ...], data: st
                              + hint)
 
 
+def input_fingerprint(config: ImageGenConfig) -> str:
+    """What the data set holds now (``data_source.folder_fingerprint`` of an image folder,
+    ``data_source.tfds_fingerprint`` of a tfds set), for the driver."""
+    source = config.source
+    source.check()
+    if source.kind == "imagefolder":
+        return ds.folder_fingerprint(ds.list_imagefolder(source.path))
+    return ds.tfds_fingerprint(source.name, config.tfds_data_dir)
+
+
+class Driver(example_gen_driver.QueryBasedDriver):
+    """ImageExampleGen's driver: TFX's query-based one, plus the ``input_fingerprint`` exec
+    property that TFX's file-based ExampleGens set. Exec properties are part of the cache key,
+    so an image folder whose files were added, removed or rewritten since the cached run is
+    read again (as are the components after it); an unchanged one is still taken from the
+    cache. The executor's output artifact records the fingerprint too."""
+
+    def resolve_exec_properties(self, exec_properties, pipeline_info, component_info):
+        exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info,
+                                                          component_info)
+        config = ImageGenConfig.from_exec_properties(exec_properties)
+        exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = input_fingerprint(config)
+        return exec_properties
+
+
 class ImageExampleGen(example_gen_component.QueryBasedExampleGen):
     """Ingests an image classification data set as ``train`` and ``eval`` tf.Example splits,
     and a ``validation`` split held out of train if asked.
@@ -414,6 +453,7 @@ class ImageExampleGen(example_gen_component.QueryBasedExampleGen):
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+    DRIVER_CLASS = Driver
 
     def __init__(self, data: str, eval_fraction: float = ds.DEFAULT_EVAL_FRACTION,
                  tfds_data_dir: str | None = None, tfds_download_dir: str | None = None,

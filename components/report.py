@@ -172,6 +172,8 @@ def data_summary(examples: Artifact | None, statistics: Artifact | None,
     return {"examples": counts.get("examples", {}), "labels": labels,
             "eval_split": counts.get("eval_split_name", "eval"),
             "duplicates_of_train": counts.get("duplicates_of_train", {}),
+            "content_sha256": counts.get("content_sha256", {}),
+            "source": json.loads(read_text(examples.uri, LABELS_FILE) or "{}").get("source"),
             "exif_rotated": counts.get("exif_rotated", {}),
             "large": counts.get("large", {}),
             "skipped": {s: skipped for s in splits

@@ -184,7 +184,10 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
 
     assert read_json(examples, "labels.json") == {"names": ["cat", "dog"], "num_classes": 2,
                                                   "source": data}
-    assert read_json(examples, "skipped.json") == {
+    skipped = read_json(examples, "skipped.json")
+    content = skipped.pop("content_sha256")
+    assert sorted(content) == ["eval", "train"] and content["train"] != content["eval"]
+    assert skipped == {
         "train": NO_SKIPS, "eval": NO_SKIPS, "examples": {"train": 6, "eval": 4},
         "first_skipped": [], "eval_split_name": "validation",  # eval is the validation/ folder
         "exif_rotated": {"train": 0, "eval": 0}, "large": {"train": 0, "eval": 0},
@@ -375,6 +378,8 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
                "validation/dog/empty.png": "empty"}
     kept = [i for i in folder_ids(BROKEN) if i not in skipped]
     report = read_json(examples, "skipped.json")
+    content = report.pop("content_sha256")
+    assert sorted(content) == ["eval", "train"]
     assert report == {
         "train": {**NO_SKIPS, "empty": 1, "not_an_image": 1, "unsupported_format": 1,
                   "truncated": 1, "undecodable": 1},
@@ -390,7 +395,8 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
     for record in train + evaluation:
         assert record["image"] == (BROKEN / record["id"]).read_bytes()
 
-    assert json.loads(examples.get_string_custom_property("skipped_json")) == report
+    assert json.loads(examples.get_string_custom_property("skipped_json")) == {
+        **report, "content_sha256": content}
     assert examples.get_int_custom_property("examples_train") == 8
     assert examples.get_int_custom_property("examples_eval") == 1
     for record_id, reason in skipped.items():
@@ -643,3 +649,23 @@ def test_listing_ignores_hidden_entries_and_reads_nested_files(tmp_path):
     assert folder.labels == ("a", "b")
     assert [(f.id, f.label, f.source_split) for f in folder.files] == [
         ("b/sub/y.png", 1, "train"), ("b/x.png", 1, "train")]
+
+
+def test_the_content_digest_follows_the_images_not_their_folder(tmp_path):
+    """The same images at another path give the same ``content_sha256`` (shards merge by it);
+    one image less, or one rewritten, gives another."""
+    def content(folder: pathlib.Path, name: str) -> dict:
+        return read_json(run_executor(tmp_path / name, f"imagefolder:{folder}"),
+                         "skipped.json")["content_sha256"]
+
+    moved = tmp_path / "elsewhere" / "pets"
+    shutil.copytree(PETS, moved)
+    original = content(PETS, "original")
+    assert content(moved, "moved") == original
+    first_train = sorted((moved / "train").rglob("*.*"))[0]
+    first_train.unlink()
+    fewer = content(moved, "fewer")
+    assert fewer["train"] != original["train"] and fewer["eval"] == original["eval"]
+    other = sorted((moved / "validation").rglob("*.*"))[0]
+    other.write_bytes(sorted((moved / "train").rglob("*.*"))[0].read_bytes())
+    assert content(moved, "rewritten")["eval"] != original["eval"]
