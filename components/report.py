@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import platform
@@ -69,6 +70,7 @@ def evaluation_metrics(uri: str) -> dict[str, dict[str, float]]:
     import tensorflow_model_analysis as tfma  # heavy; only when evaluations are read
     from tensorflow_model_analysis.writers import eval_config_writer
 
+    _drop_tfma_reader_notice()
     if read_text(uri, EVALUATION_SKIPPED_FILE) is not None:
         return {}
     eval_config = eval_config_writer.load_eval_run(uri)[0]
@@ -83,6 +85,24 @@ def evaluation_metrics(uri: str) -> dict[str, dict[str, float]]:
         result[name] = {metric: float(value["doubleValue"]) for metric, value in metrics.items()
                         if isinstance(value, dict) and "doubleValue" in value}
     return result
+
+
+class _TfRecordIteratorNotice(logging.Filter):
+    """Drops TensorFlow's notice that ``tf_record_iterator`` is deprecated, and only that
+    record: TFMA's readers (``load_eval_result``, ``load_eval_run``) call it, so every report
+    with evaluations printed those four lines, which no user can act on."""
+
+    NOTICE = "tf_record_iterator (from tensorflow.python.lib.io.tf_record) is deprecated"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.NOTICE not in record.getMessage()
+
+
+def _drop_tfma_reader_notice() -> None:
+    """Puts ``_TfRecordIteratorNotice`` on TensorFlow's logger (once per process)."""
+    tensorflow_logger = logging.getLogger("tensorflow")  # what tf_logging writes to
+    if not any(isinstance(f, _TfRecordIteratorNotice) for f in tensorflow_logger.filters):
+        tensorflow_logger.addFilter(_TfRecordIteratorNotice())
 
 
 def _metrics_by_run(evaluated: Mapping[Key, Artifact]) -> dict[Key, dict[str, float]]:

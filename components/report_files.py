@@ -135,17 +135,32 @@ def markdown_table(cells: Sequence[Mapping[str, str]], columns: Sequence[str]) -
 
 
 def markdown(report: Report) -> str:
-    """Verdicts, warnings and the per-run table as Markdown (what ``ablation run`` prints)."""
-    parts = [f"# {TITLE}", "## Verdicts", *(f"- {v['sentence']}" for v in report.verdicts)]
+    """Verdicts, warnings and the per-run table as Markdown (what ``ablation run`` prints).
+
+    Every text from the data or the runs (class and file names in the warnings, anomaly
+    descriptions, table cells) goes through ``markdown_text``: shown as written, never markup.
+    """
+    parts = [f"# {TITLE}", "## Verdicts",
+             *(f"- {markdown_text(v['sentence'])}" for v in report.verdicts)]
     if report.warnings:
-        parts += ["## Data warnings", *(f"- {w}" for w in report.warnings)]
-    parts += ["## Runs", markdown_table(display_rows(report.rows), DISPLAY_COLUMNS),
+        parts += ["## Data warnings", *(f"- {markdown_text(w)}" for w in report.warnings)]
+    cells = [{column: markdown_text(text) for column, text in row.items()}
+             for row in display_rows(report.rows)]
+    parts += ["## Runs", markdown_table(cells, DISPLAY_COLUMNS),
               "Errors are 1 − accuracy; Δ is residual − plain eval accuracy in points, its "
               "interval from the paired test on the same eval images (this seed).",
               "![error curves](errors.png)", "![loss curves](curves.png)"]
     if report.responses:
         parts.append("![layer responses](responses.png)")
     return "\n\n".join(parts) + "\n"
+
+
+def markdown_text(text: str) -> str:
+    """`text` as inert Markdown: ``&``, ``<`` and ``>`` as HTML entities (a class folder named
+    ``<img src=x onerror=...>`` stays text, as in report.html), ``|`` as ``&#124;`` (it would
+    split a table cell, even after a backslash) and line breaks as spaces (they would end a
+    list item and start a block of their own)."""
+    return html.escape(" ".join(text.splitlines()), quote=False).replace("|", "&#124;")
 
 
 # --------------------------------------------------------------------------- the page

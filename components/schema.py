@@ -4,6 +4,11 @@ SchemaGen sees ``label`` as a plain integer and ``image`` as opaque bytes. The c
 states the label's domain [0, num_classes) from the class list ExampleGen stored with the
 Examples (``labels.json``), marks ``image`` as an image domain, and requires both in every
 example. ExampleValidator and Transform consume the curated schema.
+
+SchemaGen also gives a string feature with few distinct values in train (TFDV: up to 100) a
+domain of exactly those values. For ``id`` (unique per image) that is the list of train ids,
+so on a small data set every eval id was an "Unexpected string values" anomaly; for
+``label_name`` it repeats the label's domain by name. The curated schema drops both domains.
 """
 
 import json
@@ -15,7 +20,7 @@ from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
 from tfx.types import standard_artifacts
 
-from components.data_source import IMAGE_KEY, LABEL_KEY, LABELS_FILE
+from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, LABELS_FILE
 
 SCHEMA_FILE = "schema.pbtxt"
 
@@ -27,9 +32,12 @@ def read_labels(examples_uri: str) -> list[str]:
 
 
 def curate(schema, num_classes: int):
-    """Returns a copy of `schema` with the label domain and image domain set, both required."""
+    """Returns a copy of `schema` with the label domain and image domain set, both required,
+    and no value domain on ``id`` or ``label_name`` (see the module's docstring)."""
     curated = type(schema)()
     curated.CopyFrom(schema)
+    for name in (ID_KEY, LABEL_NAME_KEY):
+        _drop_string_domain(curated, name)
     label = tfdv.get_feature(curated, LABEL_KEY)
     label.int_domain.min = 0
     label.int_domain.max = num_classes - 1
@@ -39,6 +47,23 @@ def curate(schema, num_classes: int):
     for feature in (label, image):
         feature.presence.min_fraction = 1.0
     return curated
+
+
+def _drop_string_domain(schema, name: str) -> None:
+    """Removes feature `name`'s domain from `schema`, and the top-level string domain it named
+    if no other feature names it (no feature `name`: nothing to do)."""
+    features = [feature for feature in schema.feature if feature.name == name]
+    if not features:
+        return
+    feature = features[0]
+    domain = feature.domain if feature.WhichOneof("domain_info") == "domain" else None
+    feature.ClearField("domain_info")
+    if domain is None or any(f.WhichOneof("domain_info") == "domain" and f.domain == domain
+                             for f in schema.feature):
+        return
+    kept = [entry for entry in schema.string_domain if entry.name != domain]
+    del schema.string_domain[:]
+    schema.string_domain.extend(kept)
 
 
 @tfx.dsl.components.component

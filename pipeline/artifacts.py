@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import pathlib
+import sqlite3
 from collections.abc import Sequence
 
 from ml_metadata.metadata_store import metadata_store
@@ -29,15 +30,69 @@ class ComponentRun:
     seconds: float
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database
+MLMD_TABLES = frozenset({"Type", "Artifact", "Execution", "Event", "Context", "MLMDEnv"})
+
+
+class EmptyStoreError(FileNotFoundError):
+    """A pipeline root's metadata.sqlite holds nothing yet (a run created it and stopped before
+    recording anything): to a reader, no store; a new run fills it in."""
+
+
 def open_store(pipeline_root: str) -> metadata_store.MetadataStore:
-    """Opens <pipeline_root>/metadata.sqlite; raises FileNotFoundError if it is absent."""
+    """Opens <pipeline_root>/metadata.sqlite read-only: every caller only reads it (the runs
+    write through TFX's own connection). Raises FileNotFoundError if it is absent,
+    EmptyStoreError if it holds nothing, ValueError if it is no ML Metadata store (see
+    ``check_store_file``); never creates or changes the file."""
     path = os.path.join(pipeline_root, METADATA_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{pipeline_root}: no {METADATA_FILE} there; is it a pipeline root?")
+    check_store_file(path)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return metadata_store.MetadataStore(config)
+
+
+def check_store_file(path: str) -> None:
+    """Refuses, before ML Metadata sees it (which would write a fresh schema into an empty
+    file, or fail on a foreign one with an SQL error), a metadata.sqlite that is empty
+    (0 bytes, or an SQLite database without tables: EmptyStoreError) or that is no SQLite
+    database or lacks ML Metadata's tables (``MLMD_TABLES``: ValueError). Reads the header,
+    then the table names through SQLite, which never writes a valid file (it only rolls back
+    the journal of a writer that was killed, as any connection must)."""
+    empty = EmptyStoreError(f"{path} is empty: no run has been recorded in it; run a pipeline "
+                            f"there first, or pass the root of one that ran")
+    corrupt = ValueError(f"{path} is not an ML Metadata store (corrupt?): restore it, or move "
+                         f"it away and run the pipeline again")
+    with open(path, "rb") as file:
+        header = file.read(len(SQLITE_HEADER))
+    if not header:
+        raise empty
+    if header != SQLITE_HEADER:
+        raise corrupt
+    try:
+        tables = _sqlite_tables(path)
+    except sqlite3.OperationalError:
+        raise  # locked by a writer, or unreadable: no verdict on the content
+    except sqlite3.DatabaseError:
+        raise corrupt from None
+    if not tables:
+        raise empty
+    if not MLMD_TABLES <= tables:
+        raise corrupt
+
+
+def _sqlite_tables(path: str) -> set[str]:
+    """The table names of the SQLite database at `path`, opened without the right to create
+    it (``mode=rw``)."""
+    uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=rw"
+    connection = sqlite3.connect(uri, uri=True)
+    try:
+        return {row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        connection.close()
 
 
 def _node_name(store, execution_id: int) -> str:

@@ -158,6 +158,202 @@ def test_png_check_reasons():
     assert not tensorflow_decodes(no_palette)
 
 
+# --- BMPs and GIFs: kept only if TensorFlow decodes them as PIL does ---------------------------
+
+def cifar_rgb() -> Image.Image:
+    return Image.open(sorted(CIFAR_FLAT.glob("cat/*.png"))[0]).convert("RGB")
+
+
+def bmp_file(width: int, height: int, bits: int, rows: bytes, header_size: int = 40,
+             compression: int = 0, colors: int = 0, palette: bytes = b"",
+             masks: bytes = b"") -> bytes:
+    """A BMP written field by field, with any header size, depth and compression; ``masks``
+    inside the info header when it has room for them (52 bytes or more), else after it."""
+    if header_size == 12:  # OS/2 1.x BITMAPCOREHEADER: 16-bit width and height, no more
+        info = struct.pack("<IHHHH", 12, width, height, 1, bits)
+    else:
+        info = struct.pack("<IiiHHIIiiII", header_size, width, height, 1, bits, compression,
+                           len(rows), 2835, 2835, colors, 0)
+        inside = masks if header_size >= 52 else b""
+        info += inside + bytes(header_size - 40 - len(inside)) + (b"" if inside else masks)
+    offset = 14 + len(info) + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + palette + rows
+
+
+def bmp_rows(pixels: np.ndarray, top_down: bool = False) -> bytes:
+    """[H, W, bytes per pixel] as BMP rows, each padded to 4 bytes, bottom-up by default."""
+    rows = [row.tobytes() for row in (pixels if top_down else pixels[::-1])]
+    return b"".join(row + bytes(-len(row) % 4) for row in rows)
+
+
+def rle_rows(indices: np.ndarray, rle4: bool) -> bytes:
+    """Palette indices RLE8- or RLE4-encoded: an encoded run of 1 pixel each, bottom-up."""
+    runs = bytearray()
+    for row in indices[::-1]:
+        for index in row.tolist():
+            runs += bytes((1, index * 17 if rle4 else index))  # RLE4: the index in both nibbles
+        runs += b"\x00\x00"  # end of line
+    return bytes(runs + b"\x00\x01")  # end of bitmap
+
+
+def pil_bmp(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "BMP")
+    return buffer.getvalue()
+
+
+def bmp_cases() -> dict[str, tuple[bytes, str | None]]:
+    """A BMP of every kind (PIL decodes each) and check_image's verdict on it."""
+    rgb = cifar_rgb()
+    bgr = np.asarray(rgb)[:, :, ::-1]
+    opaque = np.full((32, 32, 1), 255, np.uint8)
+    quantized = rgb.quantize(16)
+    indices = np.asarray(quantized)
+    palette = b"".join(bytes((b, g, r, 0)) for r, g, b in
+                       np.asarray(quantized.getpalette()[:48]).reshape(16, 3).tolist())
+    red, green, blue = (bgr[:, :, channel].astype(np.uint16) for channel in (2, 1, 0))
+    rgb555 = (red >> 3 << 10 | green >> 3 << 5 | blue >> 3).astype("<u2").view(np.uint8)
+    rgb565 = (red >> 3 << 11 | green >> 2 << 5 | blue >> 3).astype("<u2").view(np.uint8)
+    return {
+        "1-bit (PIL mode 1)": (pil_bmp(rgb.convert("1")), "unsupported_format"),
+        "4-bit palette": (bmp_file(32, 32, 4, bmp_rows(indices[:, 0::2] * 16 + indices[:, 1::2]),
+                                   colors=16, palette=palette), "unsupported_format"),
+        "8-bit palette (PIL mode P)": (pil_bmp(rgb.convert("P")), "unsupported_format"),
+        "8-bit grey ramp (PIL mode L)": (pil_bmp(rgb.convert("L")), None),
+        "8-bit grey ramp, odd width": (pil_bmp(rgb.convert("L").crop((0, 0, 13, 7))), None),
+        "RLE8": (bmp_file(32, 32, 8, rle_rows(indices, rle4=False), compression=1, colors=16,
+                          palette=palette), "unsupported_format"),
+        "RLE4": (bmp_file(32, 32, 4, rle_rows(indices, rle4=True), compression=2, colors=16,
+                          palette=palette), "unsupported_format"),
+        "16-bit RGB555": (bmp_file(32, 32, 16, bmp_rows(rgb555)), "unsupported_format"),
+        "16-bit RGB565 bit fields": (bmp_file(32, 32, 16, bmp_rows(rgb565), compression=3,
+                                              masks=struct.pack("<3I", 0xF800, 0x7E0, 0x1F)),
+                                     "unsupported_format"),
+        "24-bit (PIL mode RGB)": (pil_bmp(rgb), None),
+        "24-bit, odd width": (bmp_file(13, 7, 24, bmp_rows(bgr[:7, :13])), None),
+        "24-bit, top-down": (bmp_file(32, -32, 24, bmp_rows(bgr, top_down=True)), None),
+        "24-bit, V4 header": (bmp_file(32, 32, 24, bmp_rows(bgr), header_size=108), None),
+        "24-bit, V5 header": (bmp_file(32, 32, 24, bmp_rows(bgr), header_size=124), None),
+        "24-bit, OS/2 1.x header": (bmp_file(32, 32, 24, bmp_rows(bgr), header_size=12),
+                                    "unsupported_format"),
+        "24-bit, bytes after the pixels": (pil_bmp(rgb) + b"\x00\x00", "unsupported_format"),
+        "32-bit (PIL mode RGBA)": (pil_bmp(rgb.convert("RGBA")), None),
+        "32-bit BGRX bit fields": (
+            bmp_file(32, 32, 32, bmp_rows(np.concatenate([bgr, opaque], axis=2)), compression=3,
+                     masks=struct.pack("<3I", 0xFF0000, 0xFF00, 0xFF)), None),
+        "32-bit RGBA bit fields, V4 header": (
+            bmp_file(32, 32, 32, bmp_rows(np.concatenate([bgr[:, :, ::-1], opaque], axis=2)),
+                     header_size=108, compression=3,
+                     masks=struct.pack("<4I", 0xFF, 0xFF00, 0xFF0000, 0xFF000000)),
+            "unsupported_format"),
+    }
+
+
+def gif_file(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "GIF", **options)
+    return buffer.getvalue()
+
+
+def with_frame(gif: bytes, frame: Image.Image) -> bytes:
+    """``gif`` with ``frame`` appended as a second frame at (0, 0), its colours as a local table:
+    a GIF whose frame may be larger than the logical screen, which PIL cannot write."""
+    single = gif_file(frame, interlace=False)
+    table = 3 * (2 << (single[10] & 7))
+    start = single.index(b"\x2c", 13 + table)  # PIL writes no extension before a lone frame
+    descriptor = single[start:start + 9] + bytes((0x80 | single[10] & 7,))
+    return gif[:-1] + descriptor + single[13:13 + table] + single[start + 10:-1] + b"\x3b"
+
+
+def gif_cases() -> dict[str, tuple[bytes, str | None]]:
+    """GIFs PIL writes, and some edited: their bytes and check_image's verdict on each."""
+    rgb = cifar_rgb()
+    four = gif_file(rgb.quantize(4))  # a global colour table of 4 entries, bytes 13-24
+    assert four[10] & 0x87 == 0x81
+    two = four[:10] + bytes((four[10] & ~7,)) + four[11:19] + four[25:]  # the table cut to 2
+    no_table = four[:10] + bytes((four[10] & 0x78,)) + four[11:13] + four[25:]
+    red, green = rgb.copy(), rgb.copy()
+    red.paste((255, 0, 0), (5, 5, 10, 10))
+    green.paste((0, 255, 0), (20, 20, 25, 25))
+    animated = gif_file(rgb, save_all=True, append_images=[red, green])
+    first = 13 + 3 * (2 << (animated[10] & 7))  # the first image descriptor, after the table
+    assert animated[first] == 0x2C
+    return {
+        "PIL's GIF (interlaced)": (gif_file(rgb), None),
+        "not interlaced": (gif_file(rgb, interlace=False), None),
+        "4 colours": (four, None),
+        "transparent (TensorFlow paints it black)": (gif_file(rgb.quantize(4), transparency=0),
+                                                     None),
+        "animated": (animated, None),
+        "animated, cut in its last frame": (animated[:-20], None),
+        "pixels outside the colour table": (two, "unsupported_format"),
+        "no colour table": (no_table, "unsupported_format"),
+        "logical screen larger than the frame": (
+            four[:6] + struct.pack("<HH", 40, 40) + four[10:], "unsupported_format"),
+        "first frame moved right": (
+            animated[:first + 1] + struct.pack("<H", 1) + animated[first + 3:],
+            "unsupported_format"),
+        "a later frame wider than the screen": (
+            with_frame(gif_file(rgb), Image.new("RGB", (40, 2), (255, 0, 0))),
+            "unsupported_format"),
+        "cut before the frame's terminator": (gif_file(rgb)[:-2], "truncated"),
+    }
+
+
+def tensorflow_pixels(data: bytes) -> np.ndarray | None:
+    try:
+        return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return None
+
+
+def pil_pixels(data: bytes) -> np.ndarray | None:
+    """PIL's RGB decoding (None if PIL fails), a GIF's transparent pixels painted black as
+    TensorFlow paints them (PIL gives their palette colour)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.array(image.convert("RGB"))
+            transparent = image.info.get("transparency")
+            if image.format == "GIF" and transparent is not None:
+                pixels[np.asarray(image) == transparent] = 0
+            return pixels
+    except Exception:  # noqa: BLE001  (anything PIL cannot decode)
+        return None
+
+
+def decoded_alike(data: bytes) -> bool:
+    tensorflow, pil = tensorflow_pixels(data), pil_pixels(data)
+    return (tensorflow is not None and pil is not None and tensorflow.shape == pil.shape
+            and bool((tensorflow == pil).all()))
+
+
+@pytest.mark.parametrize("kind", [*bmp_cases(), *gif_cases()])
+def test_bmps_and_gifs_are_kept_only_if_tensorflow_decodes_them_as_pil_does(kind):
+    data, verdict = {**bmp_cases(), **gif_cases()}[kind]
+    assert pil_pixels(data) is not None  # a valid image: the verdict is about TensorFlow
+    assert image_checks.check_image(data) == verdict
+    assert decoded_alike(data) == (verdict is None)  # refused: TensorFlow fails or errs
+
+
+def test_damaged_bmps_and_gifs_that_are_kept_decode_right_in_tensorflow():
+    cases = {**bmp_cases(), **gif_cases()}
+    rng, refused = random.Random(0), 0
+    for kind, (data, verdict) in cases.items():
+        if verdict is not None:
+            continue
+        damaged = {f"cut at {n}": data[:n] for n in range(2, len(data), max(1, len(data) // 30))}
+        for _ in range(60):  # about half of them in the headers
+            flipped, limit = bytearray(data), min(len(data), rng.choice((128, len(data))))
+            offset = rng.randrange(2, limit)
+            flipped[offset] ^= 1 << rng.randrange(8)
+            damaged[f"bit flipped at {offset}"] = bytes(flipped)
+        kept = {what for what, variant in damaged.items()
+                if image_checks.check_image(variant) is None}
+        assert not {what for what in kept if not decoded_alike(damaged[what])}, kind
+        refused += len(damaged) - len(kept)
+    assert refused > 300
+
+
 # --- TFRecord framing and the executor's Beam arguments --------------------------------------
 
 def test_tfrecords_are_read_back_by_tensorflow_which_checks_their_crcs(tmp_path):

@@ -66,6 +66,27 @@ def test_eval_label_never_seen_in_train_stops_the_pipeline_before_training(tmp_p
     assert not (tmp_path / "root" / "Transform").exists()
 
 
+def test_a_small_ingest_has_no_anomaly_for_new_eval_ids_and_still_flags_a_bad_label(tmp_path):
+    """SchemaGen gives a string feature with at most 100 distinct train values a domain of
+    those values: with 60 train images, the 60 train ids. The curated schema drops it (and
+    label_name's), so the 500 eval ids, all new, raise no anomaly; the label's domain is kept."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+    from tensorflow_data_validation.utils import anomalies_util
+
+    ingested = ingest(tmp_path / "root", train_limit=60)
+    found = {split: dict(anomalies_util.load_anomalies_binary(
+        os.path.join(ingested.anomalies, f"Split-{split}", "SchemaDiff.pb")).anomaly_info)
+        for split in ("train", "eval")}
+    assert found == {"train": {}, "eval": {}}
+    schema = tfdv.load_schema_text(os.path.join(ingested.schema, "schema.pbtxt"))
+    assert not schema.string_domain
+    unseen = pd.DataFrame({"id": ["test/cat/new.png", "test/dog/new.png"], "label": [3, 10],
+                           "label_name": ["a class never seen", "dog"], "image": [b"x", b"y"]})
+    anomalies = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(unseen), schema)
+    assert set(anomalies.anomaly_info) == {"label"}  # 10 is out of [0, 9]
+
+
 TINY = PipelineConfig(
     profile="test", pipeline_name="test-study", data=f"imagefolder:{SMOKE_DATA}", image_size=32,
     models=("cifar_resnet20", "cifar_plain20"), train_limit=64, beam_args=IN_MEMORY,

@@ -13,8 +13,11 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -25,7 +28,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import ablation, evaluation, report
+from components import ablation, evaluation, report, report_files
 from components.contracts import (
     EpochRecord,
     LayerResponses,
@@ -45,6 +48,7 @@ EXPECTED_COLUMNS = ["model", "family", "depth", "residual", "params", "epochs", 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESNET, PLAIN = "cifar_resnet20", "cifar_plain20"
 EVAL_IDS = 200
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -365,6 +369,27 @@ def test_data_warnings_name_every_problem():
     assert report.data_warnings({}) == []
 
 
+def test_markdown_shows_the_datas_text_as_text_never_as_markup():
+    """Class folder names and anomaly descriptions reach ablation.md as written, as they reach
+    report.html: no HTML, no table cell split, no block of their own."""
+    hostile = "<img src=x onerror=alert(1)>"
+    data = {"labels": ["cat", hostile], "classes": {"train": {"cat": 3},
+                                                   "eval": {"cat": 1, "a|b & <c>": 1}},
+            "anomalies": ["eval: id: Unexpected string values: '<script>x</script>'"]}
+    warnings = [*report.data_warnings(data), "train: 1 file(s) named\n# a heading"]
+    verdicts = [{"sentence": f"{hostile} beats | plain", "conclusion": "residual_better"}]
+    content = report_files.Report(rows=[], verdicts=verdicts, histories=[], warnings=warnings)
+    text = report_files.markdown(content)
+    assert "<img" not in text and "<script>" not in text and "<c>" not in text
+    assert "- class(es) with no valid train image: &lt;img src=x onerror=alert(1)&gt;" in text
+    assert "- eval has class(es) never seen in train: a&#124;b &amp; &lt;c&gt;" in text
+    assert "'&lt;script&gt;x&lt;/script&gt;'" in text
+    assert "- &lt;img src=x onerror=alert(1)&gt; beats &#124; plain" in text
+    assert "\n# a heading" not in text and "- train: 1 file(s) named # a heading" in text
+    page = report_files._html(content, {"errors": b"", "curves": b""})
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
 # --------------------------------------------------------------------------- in a pipeline
 
 
@@ -446,6 +471,24 @@ def test_pipeline_runs_report_and_rerenders_from_mlmd(evaluations, tmp_path):
         assert float(rerendered[(name, 0)]["val_accuracy"]) == tfma_accuracy(evaluations[name])
     seconds = json.loads(paths["json"].read_text())["provenance"]["component_seconds"]
     assert "AblationReport" in seconds and all(s >= 0 for s in seconds.values())
+
+
+def test_ablation_report_of_a_root_with_evaluations_prints_no_deprecation_notice(evaluations,
+                                                                                tmp_path):
+    """TFMA reads its results with TensorFlow's deprecated tf_record_iterator, whose four-line
+    notice every `ablation report` of a root with evaluations printed on success: dropped."""
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    root = tmp_path / "pipeline"
+    LocalDagRunner().run(_report_pipeline(evaluations, tmp_path, root))
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "report", str(root), "--output",
+         str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "ablation.csv").exists()
+    assert not [line for line in done.stderr.splitlines() if "deprecat" in line.lower()], (
+        done.stderr)
 
 
 def test_report_compiles_for_kubeflow_v2(evaluations, tmp_path):
