@@ -283,6 +283,9 @@ def render_report(pipeline_roots: str | Sequence[str], output_dir: str | None = 
         for p in parts for c, seconds in p.component_seconds.items()}
     if len(parts) > 1:
         info["merged pipeline roots"] = [p.root for p in parts]
+    sources = {pathlib.Path(p.root).name: p.data.get("source") for p in parts if p.data.get("source")}
+    if sources:
+        info["data read from"] = sources
     notes = {pathlib.Path(p.root).name: p.notes for p in parts if p.notes}
     if notes:
         info["shard notes"] = notes
@@ -351,21 +354,51 @@ def read_published(folder: str) -> RootReport:
 
 
 def _check_one_study(parts: Sequence[RootReport]) -> None:
-    """Raises ValueError naming what differs between the roots' studies or data."""
+    """Raises ValueError naming what differs between the roots' studies, data or precision.
+
+    Data are compared by content (``content_sha256`` of each split, from ImageExampleGen)
+    where both roots have it, so the same images read from another path merge; otherwise by
+    the configuration's ``data`` string and the example counts."""
     first = parts[0]
     for part in parts[1:]:
-        differences = _differences(_study(first.config_json), _study(part.config_json))
+        by_content = bool(first.data.get("content_sha256") and part.data.get("content_sha256"))
+        differences = _differences(_study(first.config_json, by_content),
+                                   _study(part.config_json, by_content))
         if differences:
             raise ValueError(f"{part.root} is not a shard of the study in {first.root}: "
                              + "; ".join(differences))
         if part.data.get("examples") != first.data.get("examples"):
             raise ValueError(f"{part.root} trained on other data than {first.root}: examples "
                              f"{part.data.get('examples')} vs {first.data.get('examples')}")
+        if by_content and part.data["content_sha256"] != first.data["content_sha256"]:
+            splits = sorted(split for split in first.data["content_sha256"]
+                            if part.data["content_sha256"].get(split)
+                            != first.data["content_sha256"][split])
+            raise ValueError(f"{part.root} trained on other data than {first.root}: the images "
+                             f"of split(s) {', '.join(splits)} differ in content")
+    _check_one_precision(parts)
 
 
-def _study(config_json: str) -> dict:
+def _check_one_precision(parts: Sequence[RootReport]) -> None:
+    """Raises ValueError if the runs trained in more than one precision (float32 on one machine,
+    mixed_bfloat16 on another): a study's comparisons hold only within one."""
+    where: dict[str, str] = {}
+    for part in parts:
+        for result in part.results:
+            where.setdefault(result.history.precision,
+                             f"{result.history.model} seed {result.history.seed} in {part.root}")
+    if len(where) > 1:
+        found = " vs ".join(f"{precision} ({run})" for precision, run in sorted(where.items()))
+        raise ValueError(f"the runs trained in different precisions: {found}; a study merges "
+                         f"runs of one precision (the profile's mixed_precision, on processors "
+                         f"that run it natively)")
+
+
+def _study(config_json: str, without_data: bool = False) -> dict:
+    """The configuration without ``SHARD_FIELDS`` (and without ``data`` if `without_data`)."""
     config = json.loads(config_json) if config_json else {}
-    return {key: value for key, value in config.items() if key not in SHARD_FIELDS}
+    dropped = SHARD_FIELDS + (("data",) if without_data else ())
+    return {key: value for key, value in config.items() if key not in dropped}
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -301,4 +301,4 @@ def test_cli_reports_bad_profile_in_one_line(capsys):
     assert cli.main(["run", "--profile", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("ablation run: unknown profile 'nope'; available: cats_vs_dogs, cifar10, "
-                   "cifar_cpu, cifar_paper, smoke")
+                   "cifar_cpu, cifar_cpu_long, cifar_paper, smoke")

@@ -579,3 +579,47 @@ def test_a_folder_that_is_neither_root_nor_shard(tmp_path):
     (tmp_path / artifacts.SHARD_FILE).write_text("{}")
     with pytest.raises(ValueError, match="holds no <model>_seed<k>.history.json"):
         artifacts.read_part(str(tmp_path))
+
+
+def _with(part: artifacts.RootReport, data: str | None = None, content: str | None = None,
+          precision: str | None = None) -> artifacts.RootReport:
+    """`part` with its data read from `data`, its splits' content digests and its precision."""
+    config = json.loads(part.config_json)
+    config["data"] = data or config["data"]
+    summary = dict(part.data)
+    if content:
+        summary["content_sha256"] = {"train": content, "eval": content + "-eval"}
+        summary["source"] = config["data"]
+    results = [dataclasses.replace(r, history=dataclasses.replace(
+        r.history, precision=precision or r.history.precision)) for r in part.results]
+    return dataclasses.replace(part, config_json=json.dumps(config), data=summary,
+                               results=results)
+
+
+def test_shards_merge_by_data_content_and_precision_not_by_path(tmp_path):
+    """The same images read from another path merge (and the provenance says where each shard
+    read them); other images, or another precision, are refused naming the difference."""
+    here = _with(_root_report(tmp_path / "seed0", 0, (0.9, 0.6)), "imagefolder:/a/png", "c1")
+    elsewhere = _with(_root_report(tmp_path / "seed1", 1, (0.8, 0.65)), "imagefolder:/b/png", "c1")
+    for index, part in enumerate((here, elsewhere)):
+        artifacts.publish_runs(part, tmp_path / "runs" / f"seed{index}")
+    folders = [str(tmp_path / "runs" / f"seed{index}") for index in (0, 1)]
+    paths = artifacts.render_report(folders, str(tmp_path / "merged"))
+    provenance = json.loads(paths["json"].read_text())["provenance"]
+    assert provenance["data read from"] == {"seed0": "imagefolder:/a/png",
+                                            "seed1": "imagefolder:/b/png"}
+
+    other_images = _with(elsewhere, content="c2")
+    with pytest.raises(ValueError, match=r"seed1 trained on other data than .*seed0: the images "
+                                         r"of split\(s\) eval, train differ in content"):
+        artifacts._check_one_study([here, other_images])
+    bfloat16 = _with(elsewhere, precision="mixed_bfloat16")
+    with pytest.raises(ValueError, match=r"the runs trained in different precisions: float32 "
+                                         r"\(cifar_\w+ seed 0 in .*seed0\) vs mixed_bfloat16 "
+                                         r"\(cifar_\w+ seed 1 in .*seed1\)"):
+        artifacts._check_one_study([here, bfloat16])
+    # without content digests on both sides (shards ingested before they were kept) the path
+    # is still compared
+    with pytest.raises(ValueError, match="data is \"imagefolder:/a/png\" vs \"imagefolder:/b/png\""):
+        artifacts._check_one_study([_with(here), _with(_root_report(tmp_path / "s1", 1, (0.8, 0.6)),
+                                                       "imagefolder:/b/png")])
