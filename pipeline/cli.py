@@ -91,6 +91,9 @@ def _config_from(args: argparse.Namespace, base):
     except ValueError as error:
         raise config_lib.ConfigError(f"--data: {error}") from None
     root = getattr(args, "pipeline_root", None)
+    if root is not None and not root.strip():
+        raise config_lib.ConfigError("--pipeline-root is empty: name a folder, e.g. "
+                                     "--pipeline-root runs/NAME")
     if root and not config_lib.is_uri(root):
         root = os.path.abspath(os.path.expanduser(root))
     try:
@@ -99,12 +102,36 @@ def _config_from(args: argparse.Namespace, base):
         raise config_lib.ConfigError(f"--beam-args {args.beam_args!r}: {error}") from None
     return config_lib.with_overrides(
         base, data=data, image_size=args.image_size, train_limit=args.train_limit,
-        pipeline_root=root, beam_args=beam_args,
-        models=tuple(args.models.split(",")) if getattr(args, "models", None) else None,
+        pipeline_root=root, beam_args=beam_args, models=_model_list(getattr(args, "models", None)),
         seeds=getattr(args, "seeds", None), first_seed=getattr(args, "first_seed", None),
         epochs=getattr(args, "epochs", None),
         shortcut=getattr(args, "shortcut", None),
-        validation_fraction=getattr(args, "validation_fraction", None))
+        validation_fraction=getattr(args, "validation_fraction", None),
+        **_determinism(getattr(args, "deterministic", False), getattr(args, "threads", None),
+                       base.training))
+
+
+def _model_list(models: str | None) -> tuple[str, ...] | None:
+    """--models' value as names; ConfigError for an empty list or an empty name."""
+    if models is None:
+        return None
+    names = tuple(name.strip() for name in models.split(","))
+    if not all(names):
+        raise config_lib.ConfigError(f"--models {models!r}: name one or more models, separated "
+                                     f"by commas (e.g. cifar_resnet20,cifar_plain20)")
+    return names
+
+
+def _determinism(deterministic: bool, threads: int | None, training) -> dict:
+    """The training overrides of --deterministic and --threads: op determinism, and thread
+    pools of a size fixed in the configuration (--threads, else the profile's, else every core
+    of this machine, whatever cores the process is pinned to), so two runs of the command on
+    one machine give bitwise the same numbers."""
+    overrides = {"intra_op_threads": threads}
+    if deterministic:
+        overrides = {"deterministic": True,
+                     "intra_op_threads": threads or training.intra_op_threads or os.cpu_count()}
+    return overrides
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -270,6 +297,12 @@ def _add_run(commands) -> None:
     _shortcut_flag(run)
     run.add_argument("--validation-fraction", type=float, metavar="F",
                      help="hold F of train out as a validation split for per-epoch validation")
+    run.add_argument("--deterministic", action="store_true",
+                     help="bitwise-reproducible training on this machine: TensorFlow's op "
+                          "determinism and thread pools of a fixed size (--threads, else the "
+                          "profile's intra_op_threads, else every core); slower")
+    run.add_argument("--threads", type=_positive, metavar="N",
+                     help="TensorFlow's intra-op threads (inter-op: 1); default: TensorFlow's")
     run.set_defaults(func=_run)
 
 

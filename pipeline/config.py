@@ -30,6 +30,7 @@ PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_IMAGE_SIZE = 1024  # a larger square input is almost surely a typo, and costs memory
+MAX_SEEDS = 100  # seeds per run: each adds a Trainer per model to the pipeline; shard above
 _SYSTEM_TREES = (pathlib.Path("/proc"), pathlib.Path("/sys"), pathlib.Path("/dev"))
 def is_uri(path: str) -> bool:
     """Whether `path` names remote storage (``scheme://...``) rather than a local path."""
@@ -180,6 +181,9 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     for key in ("steps_per_epoch", "eval_steps", "intra_op_threads"):
         value = getattr(train, key)
         _require(value is None or value >= 1, f"{key} must be a positive integer, got {value}")
+    _require(config.seeds <= MAX_SEEDS,
+             f"seeds {config.seeds} is above {MAX_SEEDS}: every seed adds a Trainer per model "
+             f"to the pipeline; run a study in shards (--seeds N --first-seed K) and merge them")
     _require(config.first_seed >= 0, f"first_seed must be 0 or more, got {config.first_seed}")
     _require(config.train_limit is None or config.train_limit >= 1,
              f"train_limit must be a positive integer, got {config.train_limit}")
@@ -209,8 +213,25 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         config.source.check()
     except ValueError as error:
         raise ConfigError(f"data: {error}") from None
+    _check_tfds_data_dir(config)
     _check_writable(config.pipeline_root)
     return config
+
+
+def _check_tfds_data_dir(config: PipelineConfig) -> None:
+    """A local tfds_data_dir must be a folder that holds the set (its ``NAME`` folder), or an
+    empty writable folder for tfds to prepare it in."""
+    folder = config.tfds_data_dir
+    if config.source.kind != "tfds" or folder is None or is_uri(folder):
+        return
+    path = pathlib.Path(folder).expanduser()
+    _require(path.is_dir(), f"tfds_data_dir {folder} is not a folder: give the folder that "
+                            f"holds prepared tfds sets (tfds' data_dir)")
+    name = config.source.name.split("/")[0]
+    fresh = not any(path.iterdir()) and os.access(path, os.W_OK | os.X_OK)
+    _require((path / name).is_dir() or fresh,
+             f"tfds_data_dir {folder} holds no prepared {name!r} (no {path / name}) and is not "
+             f"an empty folder for tfds to prepare it in: give the folder that holds it")
 
 
 def _check_writable(root: str) -> None:

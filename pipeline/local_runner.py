@@ -111,9 +111,7 @@ def exclusive_root(pipeline_root: str):
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
-            raise RootInUseError(
-                f"pipeline root {pipeline_root} is in use by {holder}: wait for that run to "
-                f"finish, or choose another --pipeline-root") from None
+            raise RootInUseError(_in_use_message(pipeline_root, holder)) from None
         lock.seek(0)
         lock.truncate()
         lock.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
@@ -121,6 +119,19 @@ def exclusive_root(pipeline_root: str):
         lock.flush()
         with _private_tmp(os.path.join(pipeline_root, TMP_DIR)):
             yield
+
+
+def _refuse_if_in_use(pipeline_root: str) -> None:
+    """Raises RootInUseError, naming the holder, if a run holds `pipeline_root` now; writes
+    nothing (``exclusive_root`` takes the lock later, after the imports and the build)."""
+    if not config_lib.is_uri(pipeline_root) and root_in_use(pipeline_root):
+        holder = pathlib.Path(pipeline_root, LOCK_FILE).read_text().strip() or "another process"
+        raise RootInUseError(_in_use_message(pipeline_root, holder))
+
+
+def _in_use_message(pipeline_root: str, holder: str) -> str:
+    return (f"pipeline root {pipeline_root} is in use by {holder}: wait for that run to "
+            f"finish, or choose another --pipeline-root")
 
 
 def root_in_use(pipeline_root: str) -> bool:
@@ -157,6 +168,7 @@ def _private_tmp(path: str):
 def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     """Validates `config`, runs the pipeline locally, prints and returns what each component did."""
     config_lib.validate(config)  # before TFX loads: a bad config fails in a moment
+    _refuse_if_in_use(config.pipeline_root)  # and a busy root too (exclusive_root re-checks)
     from components.trainer import configure_threads
 
     configure_threads(config.training)  # before any component starts TensorFlow's runtime
@@ -248,6 +260,9 @@ def config_from_environment() -> config_lib.PipelineConfig:
             values = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise config_lib.ConfigError(f"{CONFIG_ENV}={path}: {error}") from None
+        if not isinstance(values, dict):
+            raise config_lib.ConfigError(f"{CONFIG_ENV}={path}: expected a JSON object of "
+                                         f"PipelineConfig settings, got {values!r:.60}")
         return config_lib.from_dict(values, where=f"{CONFIG_ENV}={path}")
     return config_lib.load_profile(os.environ.get(PROFILE_ENV, DEFAULT_PROFILE))
 
