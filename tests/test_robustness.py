@@ -93,23 +93,6 @@ def test_flags_are_checked_before_anything_starts(name, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("[1, 2]", "expected a JSON object of PipelineConfig settings, got [1, 2]"),
-    ("42", "expected a JSON object of PipelineConfig settings, got 42"),
-    ('{"data": "tfds:cifar10", "tfds_data_dir": "/etc"}',
-     "tfds_data_dir /etc holds no prepared 'cifar10' (no /etc/cifar10)")])
-def test_a_config_that_is_no_table_or_names_no_data_dir_is_one_line(tmp_path, content, message):
-    path = tmp_path / "config.json"
-    path.write_text(content)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(REPO / "pipeline" / "local_runner.py")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "ABLATION_CONFIG": str(path)})
-    assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
-    assert message in done.stderr.strip().splitlines()[-1]
-    assert time.perf_counter() - started < CONFIG_SECONDS
-
-
 def test_a_busy_root_is_refused_before_tensorflow_loads(tmp_path):
     from pipeline import local_runner
 
@@ -137,12 +120,7 @@ def _copy_images(data: pathlib.Path, per_class: dict[str, int]) -> pathlib.Path:
 
 def _ingest_counts(data: pathlib.Path, root: pathlib.Path) -> tuple[str, str]:
     """`ablation ingest` of `data` into `root`: the Examples URI and the train split's line."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "ingest", "--data", f"imagefolder:{data}",
-         "--pipeline-root", str(root), "--image-size", "32",
-         "--beam-args=--direct_running_mode=in_memory"],
-        cwd=root.parent, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = _ingest(data, root, root.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     examples = next(line.split()[1] for line in lines if line.startswith("examples "))
@@ -308,13 +286,7 @@ def test_a_second_run_on_a_root_in_use_is_refused_at_once(tmp_path):
 def _hostile_folder(root: pathlib.Path) -> pathlib.Path:
     """An image folder with 6 good PNGs per class and, among the cats, one of each entry that
     once hung, exhausted memory or aborted the ingest."""
-    data = root / "data"
-    for split, count in (("train", 6), ("test", 2)):
-        for name in ("cat", "dog"):
-            folder = data / split / name
-            folder.mkdir(parents=True)
-            for source in sorted((SMOKE_DATA / split / name).iterdir())[:count]:
-                (folder / source.name).write_bytes(source.read_bytes())
+    data = _copy_images(root / "data", {"train": 6, "test": 2})
     cats = data / "train" / "cat"
     good = sorted(cats.iterdir())[0].read_bytes()
     os.mkfifo(cats / "fifo.png")  # reading it blocks forever
@@ -376,7 +348,11 @@ def test_an_unprepared_tfds_set_offline_fails_in_seconds_and_writes_nothing(tmp_
     ('{"training": 5}', "training: expected a table of TrainingConfig settings, got 5"),
     ('{"training": {"epochs": "3"}}', "training.epochs: expected an integer, got '3'"),
     ('{"image_size": ', "Expecting value"),
-    (None, "No such file or directory")])
+    (None, "No such file or directory"),
+    ("[1, 2]", "expected a JSON object of PipelineConfig settings, got [1, 2]"),
+    ("42", "expected a JSON object of PipelineConfig settings, got 42"),
+    ('{"data": "tfds:cifar10", "tfds_data_dir": "/etc"}',
+     "tfds_data_dir /etc holds no prepared 'cifar10' (no /etc/cifar10)")])
 def test_the_tfx_cli_path_reports_a_bad_config_in_one_line(tmp_path, content, message):
     """`tfx pipeline create --pipeline_path=pipeline/local_runner.py` runs the file with
     ABLATION_CONFIG or ABLATION_PROFILE: their errors are one line, exit code 2."""
@@ -389,7 +365,7 @@ def test_the_tfx_cli_path_reports_a_bad_config_in_one_line(tmp_path, content, me
                           env={**os.environ, "ABLATION_CONFIG": str(path)})
     assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"local_runner.py: ABLATION_CONFIG={path}") and message in last
+    assert last.startswith("local_runner.py: ") and message in last
     assert time.perf_counter() - started < CONFIG_SECONDS
 
 
@@ -445,13 +421,7 @@ def _ingest(data: pathlib.Path, root: pathlib.Path, cwd: pathlib.Path) -> subpro
 def test_bmps_tensorflow_cannot_decode_are_skipped_as_unsupported_in_both_splits(tmp_path):
     """Before, check_image kept them: Transform then failed on them, or trained on palette
     indices read as grey."""
-    data = tmp_path / "data"
-    for split, count in (("train", 6), ("test", 2)):
-        for name in ("cat", "dog"):
-            folder = data / split / name
-            folder.mkdir(parents=True)
-            for source in sorted((SMOKE_DATA / split / name).iterdir())[:count]:
-                (folder / source.name).write_bytes(source.read_bytes())
+    data = _copy_images(tmp_path / "data", {"train": 6, "test": 2})
     for folder in (data / "train" / "cat", data / "test" / "dog"):
         for name, content in _bmps_tensorflow_misreads().items():
             (folder / name).write_bytes(content)
