@@ -129,9 +129,25 @@ def time_configuration(name: str, args, images: torch.Tensor, labels: torch.Tens
         started = time.perf_counter()
         for _ in range(args.steps):
             loss = train_step()
-        float(loss)
+        float(loss.detach())
         rates.append(args.steps * args.batch / (time.perf_counter() - started))
+    if args.profile_ops:
+        print_op_profile(name, train_step, args.steps, args.profile_ops)
     return rates
+
+
+def print_op_profile(name: str, train_step, steps: int, top: int) -> None:
+    """`steps` more steps under torch.profiler: the `top` ops by self CPU time."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for _ in range(steps):
+            loss = train_step()
+        float(loss.detach())
+    averages = sorted(profile.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in averages) / 1e6
+    print(f"{name}: op time {total:.2f} s over {steps} steps", flush=True)
+    for event in averages[:top]:
+        seconds = event.self_cpu_time_total / 1e6
+        print(f"  {event.key:<44} {seconds:8.3f} s  {100 * seconds / total:5.1f} %", flush=True)
 
 
 def main() -> int:
@@ -144,6 +160,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--images", type=int, default=5120)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: its own)")
+    parser.add_argument("--profile-ops", type=int, default=0, metavar="N",
+                        help="after timing, profile --steps more steps per configuration and "
+                             "print the N ops with the most self CPU time")
     parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
     parser.add_argument("--data", type=pathlib.Path,
                         default=REPO.parent / "shared/datasets/cifar10/png/train")
