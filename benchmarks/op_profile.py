@@ -32,11 +32,14 @@ from components import processor, trainer
 from pipeline.config import TrainingConfig
 
 HOST_PLANE = "/host:CPU"
-OPS_LINE = "TensorFlow Ops"  # the host plane's line of executed TensorFlow ops
+OP_LINES = "tf_Compute"  # the host plane's lines of the executor's threads, one op an event
+NOT_OPS = ("ThreadpoolListener", "ExecutorState")  # the executor's own events on those lines
 
 
 def op_seconds(xplane_path: str) -> dict[str, float]:
-    """Seconds per op type ("Conv2DBackpropFilter", ...) summed over the host's op events."""
+    """Seconds per op type ("Conv2DBackpropFilter", ...) summed over the host's op events
+    (named "<op name>:<op type>" on the executor threads' lines; the intra-op pool's work runs
+    inside them and is not counted again)."""
     space = xplane_pb2.XSpace()
     with open(xplane_path, "rb") as file:
         space.ParseFromString(file.read())
@@ -46,11 +49,12 @@ def op_seconds(xplane_path: str) -> dict[str, float]:
             continue
         names = {key: meta.name for key, meta in plane.event_metadata.items()}
         for line in plane.lines:
-            if line.name != OPS_LINE:
+            if not line.name.startswith(OP_LINES):
                 continue
             for event in line.events:
                 name = names.get(event.metadata_id, "?")
-                totals[name.split(":")[-1].strip()] += event.duration_ps / 1e12
+                if not name.startswith(NOT_OPS):
+                    totals[name.rsplit(":", 1)[-1].strip()] += event.duration_ps / 1e12
     return dict(totals)
 
 
