@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("ABLATION_DEBUG", "") not in ("", "0")
     previous_handler = signal.getsignal(signal.SIGINT)
-    interrupted = _catch_interrupts(quiet=not debug)
+    interrupted = _catch_interrupts(quiet=not debug, command=args.command)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -385,16 +385,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, previous_handler)
+            # interrupted: further Ctrl-Cs are ignored while the process winds down (Beam's
+            # and TensorFlow's threads take seconds to stop; Python's finalisation would
+            # otherwise die of the signal, exit -2 instead of 130)
+            signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted.is_set()
+                          else previous_handler)
 
 
-def _catch_interrupts(quiet: bool) -> threading.Event:
+def _catch_interrupts(quiet: bool, command: str = "") -> threading.Event:
     """Makes Ctrl-C (SIGINT) set the returned event, then raise KeyboardInterrupt as usual;
-    with `quiet`, the log records components emit while unwinding are dropped."""
+    with `quiet`, the log records components emit while unwinding are dropped. A second Ctrl-C
+    ends the process at once (exit 130): a component busy in native code (TFDV's statistics,
+    a Beam bundle) sees the first only when it returns to Python, which took up to a minute
+    under load. The root's lock goes with the process; its temporary folder is cleared by
+    the next run."""
     interrupted = threading.Event()
 
     def on_interrupt(signum, frame):
+        if interrupted.is_set():
+            print(f"ablation {command}: interrupted", file=sys.stderr, flush=True)
+            os._exit(130)
         interrupted.set()
+        print(f"ablation {command}: stopping (Ctrl-C again stops at once)", file=sys.stderr,
+              flush=True)
         if quiet:
             logging.disable(logging.CRITICAL)
         raise KeyboardInterrupt
