@@ -145,6 +145,39 @@ def test_a_changed_image_folder_is_read_again_and_an_unchanged_one_is_not(tmp_pa
     assert _ingest_counts(data, tmp_path / "root")[0] != changed
 
 
+def test_a_small_data_set_reports_no_anomaly_for_its_eval_ids(tmp_path):
+    """SchemaGen lists a string feature's values when train has at most 100: every eval id
+    was an 'unexpected string values' anomaly, a false alarm the report showed."""
+    from tensorflow_data_validation.utils import anomalies_util
+
+    data = _copy_images(tmp_path / "data", {"train": 12, "test": 4})
+    done = _ingest(data, tmp_path / "root", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    anomalies = next(line.split()[1] for line in done.stdout.splitlines()
+                     if line.startswith("anomalies "))
+    for split in ("train", "eval"):
+        found = anomalies_util.load_anomalies_binary(
+            os.path.join(anomalies, f"Split-{split}", "SchemaDiff.pb")).anomaly_info
+        assert dict(found) == {}, (split, found)
+
+
+@pytest.mark.slow
+def test_class_names_reach_ablation_md_as_text(tmp_path):
+    """A class folder named like HTML, holding no valid image (so the data warnings name it):
+    ablation.md shows the name escaped, as report.html does."""
+    hostile = "<img src=x onerror=alert(1)>"
+    data = _copy_images(tmp_path / "data", {"train": 12, "test": 2})
+    (data / "train" / hostile).mkdir()
+    (data / "train" / hostile / "broken.png").write_bytes(b"not an image")
+    _completed([sys.executable, "-m", "pipeline.cli", "run", "--data", f"imagefolder:{data}",
+                "--models", "cifar_plain20", "--epochs", "1", "--image-size", "32",
+                "--pipeline-root", str(tmp_path / "root"),
+                "--beam-args=--direct_running_mode=in_memory"], tmp_path)
+    markdown = (tmp_path / "root" / "report" / "ablation.md").read_text()
+    assert "<img" not in markdown
+    assert "&lt;img src=x onerror=alert(1)&gt;" in markdown, markdown
+
+
 TIMINGS = ("seconds", "images_per_second", "validation_seconds", "clean_train_seconds")
 
 
