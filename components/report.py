@@ -187,13 +187,14 @@ def data_summary(examples: Artifact | None, statistics: Artifact | None,
     if examples is None:
         return {}
     counts = json.loads(read_text(examples.uri, SKIPPED_FILE) or "{}")
-    labels = json.loads(read_text(examples.uri, LABELS_FILE) or "{}").get("names", [])
+    label_file = json.loads(read_text(examples.uri, LABELS_FILE) or "{}")
+    labels = label_file.get("names", [])
     splits = list(counts.get("examples", {}))
     return {"examples": counts.get("examples", {}), "labels": labels,
             "eval_split": counts.get("eval_split_name", "eval"),
             "duplicates_of_train": counts.get("duplicates_of_train", {}),
             "content_sha256": counts.get("content_sha256", {}),
-            "source": json.loads(read_text(examples.uri, LABELS_FILE) or "{}").get("source"),
+            "source": label_file.get("source"),
             "exif_rotated": counts.get("exif_rotated", {}),
             "large": counts.get("large", {}),
             "skipped": {s: skipped for s in splits
