@@ -82,6 +82,12 @@ class ImageGenConfig:
     of those are skipped. It applies after validation is carved out; eval and validation are
     never limited.
 
+    ``train_per_class`` / ``eval_per_class``: keep only the first records *of each class* of
+    train / eval, in the same ``limit_key`` order — a class-balanced subset that is the same
+    images on every machine and run, whatever folder the data sits in (the id is the path
+    under the folder). Chosen, like ``train_limit``, before the image checks. A class with fewer
+    records keeps all of them. ``train_limit`` and ``train_per_class`` exclude each other.
+
     ``validation_fraction``: share of train records (by id hash, disjoint from any eval hold-out;
     see ``data_source``) written as a third split ``validation``; 0 writes no such split.
     """
@@ -93,14 +99,23 @@ class ImageGenConfig:
     tfds_manual_dir: str | None = None
     train_limit: int | None = None
     validation_fraction: float = 0.0
+    train_per_class: int | None = None
+    eval_per_class: int | None = None
 
     def __post_init__(self):
         ds.parse_data(self.data)
         ds.check_eval_fraction(self.eval_fraction)
         ds.check_validation_fraction(self.validation_fraction)
-        if self.train_limit is not None and (not isinstance(self.train_limit, int)
-                                             or self.train_limit < 1):
-            raise ValueError(f"train_limit must be a positive integer, got {self.train_limit!r}")
+        for key in ("train_limit", "train_per_class", "eval_per_class"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if self.train_limit is not None and self.train_per_class is not None:
+            raise ValueError("train_limit and train_per_class exclude each other: give one")
+
+    def per_class_limit(self, split: str) -> int | None:
+        """Records kept of each class in logical split `split` (None: no per-class limit)."""
+        return {ds.TRAIN: self.train_per_class, ds.EVAL: self.eval_per_class}.get(split)
 
     @property
     def source(self) -> ds.DataSource:
@@ -193,6 +208,24 @@ def _FirstByHash(units: beam.PCollection, limit: int) -> beam.PCollection:  # no
             | "Spread" >> beam.Reshuffle())
 
 
+@beam.ptransform_fn
+def _FirstByHashPerClass(units: beam.PCollection, limit: int) -> beam.PCollection:  # noqa: N802
+    """Work units holding, of every class, the `limit` candidates with the smallest
+    ``data_source.limit_key`` of their id (all of a class that has fewer), in that order."""
+    return (units
+            | "Read" >> beam.FlatMap(image_records.candidates_of)
+            | "ByClass" >> beam.Map(lambda candidate: (candidate.label, candidate))
+            | "Smallest" >> beam.combiners.Top.SmallestPerKey(
+                limit, key=image_records.candidate_limit_key)
+            | "Classes" >> beam.Values()
+            | "Together" >> beam.combiners.ToList()
+            | "Batch" >> beam.FlatMap(
+                lambda per_class: image_records.batches(sorted(
+                    (c for chosen in per_class for c in chosen),
+                    key=image_records.candidate_limit_key), FILES_PER_CHUNK))
+            | "Spread" >> beam.Reshuffle())
+
+
 def _summary_path(work_dir: str, split: str) -> str:
     return os.path.join(work_dir, f"summary-{split}.json")
 
@@ -228,6 +261,9 @@ def _ImageToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
              | "SpreadUnits" >> beam.Reshuffle())
     if split_pattern == ds.TRAIN and config.train_limit:
         units = units | "TrainLimit" >> _FirstByHash(config.train_limit)
+    if config.per_class_limit(split_pattern):
+        units = units | "PerClassLimit" >> _FirstByHashPerClass(
+            config.per_class_limit(split_pattern))
     results = (units
                | "ToExample" >> beam.FlatMap(image_records.to_examples, opened.labels)
                .with_outputs(image_records.OUTCOME, main="examples"))
@@ -365,6 +401,7 @@ def _publish(examples: types.Artifact, config: ImageGenConfig, labels: tuple[str
     """Writes labels.json and skipped.json, sets the custom properties, logs the outcome;
     raises ValueError naming the data set if no image was kept."""
     report = _skip_report(summaries, eval_split_name)
+    report["subset"] = subset_rule(config)
     image_records.write_json({"names": list(labels), "num_classes": len(labels),
                               "source": config.data}, os.path.join(examples.uri, LABELS_FILE))
     image_records.write_json(report, os.path.join(examples.uri, SKIPPED_FILE))
@@ -378,14 +415,35 @@ def _publish(examples: types.Artifact, config: ImageGenConfig, labels: tuple[str
                  report["examples"], eval_split_name, skipped)
     if not sum(report["examples"].values()):
         raise ValueError(f"no valid images in data {config.data!r} (skipped: {skipped})")
-    _check_classes(summaries, labels, config.data, config.train_limit)
+    _check_classes(summaries, labels, config.data, _limits_text(config))
+
+
+def subset_rule(config: ImageGenConfig) -> str:
+    """The subset settings as a sentence for reports; empty when every image is kept."""
+    rules = []
+    if config.train_limit:
+        rules.append(f"train: the {config.train_limit:,} images whose id has the smallest hash")
+    for split in (ds.TRAIN, ds.EVAL):
+        if config.per_class_limit(split):
+            rules.append(f"{split}: the {config.per_class_limit(split):,} images of each class "
+                         f"whose id has the smallest hash")
+    return ("; ".join(rules) + " (SHA-256 of the record id, the path under the data folder or "
+            "the tfds id: the same images on every machine and run)") if rules else ""
+
+
+def _limits_text(config: ImageGenConfig) -> str:
+    """The subset settings in force, e.g. ``train_per_class 500``; empty if none."""
+    return ", ".join(f"{key} {getattr(config, key)}"
+                     for key in ("train_limit", "train_per_class", "eval_per_class")
+                     if getattr(config, key))
 
 
 def _check_classes(summaries: dict[str, dict], labels: tuple[str, ...], data: str,
-                   train_limit: int | None) -> None:
+                   limits: str) -> None:
     """Raises ValueError, before anything trains, unless at least 2 classes have train images
-    and every class of another split has train images too."""
-    hint = f" (train_limit {train_limit} may keep too few: raise it)" if train_limit else ""
+    and every class of another split has train images too. `limits` names the subset settings
+    in force, for the hint."""
+    hint = f" ({limits} may keep too few: raise it)" if limits else ""
     def present(split: str) -> set[int]:
         return {int(label) for label, n in summaries[split].get("per_label", {}).items() if n}
 
@@ -445,6 +503,8 @@ class ImageExampleGen(example_gen_component.QueryBasedExampleGen):
         deterministically by id hash.
       validation_fraction: share of train records moved, by id hash, to a third split
         ``validation`` (disjoint from train and eval); 0 (the default) writes no such split.
+      train_per_class, eval_per_class: keep only this many records of each class of train /
+        eval, chosen by id hash (a class-balanced subset; see ``ImageGenConfig``).
 
     Raises ValueError at construction for an invalid data string (not a missing path: the
     folder needs to exist only where the executor runs), fraction or limit. That
@@ -458,9 +518,11 @@ class ImageExampleGen(example_gen_component.QueryBasedExampleGen):
     def __init__(self, data: str, eval_fraction: float = ds.DEFAULT_EVAL_FRACTION,
                  tfds_data_dir: str | None = None, tfds_download_dir: str | None = None,
                  tfds_manual_dir: str | None = None, train_limit: int | None = None,
-                 validation_fraction: float = 0.0):
+                 validation_fraction: float = 0.0, train_per_class: int | None = None,
+                 eval_per_class: int | None = None):
         config = ImageGenConfig(data, eval_fraction, tfds_data_dir, tfds_download_dir,
-                                tfds_manual_dir, train_limit, validation_fraction)
+                                tfds_manual_dir, train_limit, validation_fraction,
+                                train_per_class, eval_per_class)
         super().__init__(input_config=image_input_config(config.splits),
                          output_config=example_gen_pb2.Output(), custom_config=config.to_proto())
 

@@ -192,6 +192,7 @@ def data_summary(examples: Artifact | None, statistics: Artifact | None,
     splits = list(counts.get("examples", {}))
     return {"examples": counts.get("examples", {}), "labels": labels,
             "eval_split": counts.get("eval_split_name", "eval"),
+            "subset": counts.get("subset", ""),
             "duplicates_of_train": counts.get("duplicates_of_train", {}),
             "content_sha256": counts.get("content_sha256", {}),
             "source": label_file.get("source"),

@@ -30,8 +30,9 @@ class Report:
     """Everything one report shows.
 
     ``data``: ``examples`` {split: count}, ``classes`` {split: {class: count}}, ``skipped``
-    {split: {reason: count}}, ``anomalies`` [str], ``eval_split`` (its name). ``provenance``:
-    free-form key → value (configuration fingerprint, versions, code, hardware, run ids, ...),
+    {split: {reason: count}}, ``anomalies`` [str], ``eval_split`` (its name), ``subset`` (the
+    rule that chose a subset of the data, ``example_gen.subset_rule``; empty: all of it).
+    ``provenance``: free-form key → value (configuration fingerprint, versions, code, hardware, run ids, ...),
     with ``config`` (the effective configuration) and ``component_seconds`` {id: s} optional.
     ``warnings``: data problems a user must see (printed by ``ablation run`` too).
     """
@@ -238,6 +239,8 @@ def _data_section(data: Mapping[str, Any]) -> str:
     rows.append({"class": "all", **{split: f"{count:,}" for split, count in examples.items()}})
     parts = [f"<p>Eval split: {html.escape(str(data.get('eval_split', 'eval')))}.</p>",
              _html_table(rows, ["class", *splits])]
+    if data.get("subset"):
+        parts.insert(1, f"<p>Subset: {html.escape(data['subset'])}.</p>")
     skipped = data.get("skipped", {})
     skipped_rows = [{"split": split, "reason": reason, "files": f"{count:,}"}
                     for split, reasons in skipped.items() for reason, count in reasons.items()]

@@ -54,6 +54,10 @@ class PipelineConfig:
     seeds: int = 1  # every variant trains once per seed first_seed .. first_seed + seeds - 1
     first_seed: int = 0  # a shard of a study: e.g. seeds = 1, first_seed = 2 runs seed 2 only
     train_limit: int | None = None  # keep only this many train images (deterministic subset)
+    # keep only this many images of each class (a class-balanced subset, the same images for
+    # every model, seed and machine: the first of each class by a hash of the record id)
+    train_per_class: int | None = None
+    eval_per_class: int | None = None
     eval_fraction: float = 0.2  # for sources without an eval split
     # held out of train by id hash for per-epoch validation (the paper's 45k/5k); 0: none, and
     # the per-epoch curve is on the eval split with no best-epoch selection
@@ -185,8 +189,11 @@ def validate(config: PipelineConfig) -> PipelineConfig:
              f"seeds {config.seeds} is above {MAX_SEEDS}: every seed adds a Trainer per model "
              f"to the pipeline; run a study in shards (--seeds N --first-seed K) and merge them")
     _require(config.first_seed >= 0, f"first_seed must be 0 or more, got {config.first_seed}")
-    _require(config.train_limit is None or config.train_limit >= 1,
-             f"train_limit must be a positive integer, got {config.train_limit}")
+    for key in ("train_limit", "train_per_class", "eval_per_class"):
+        value = getattr(config, key)
+        _require(value is None or value >= 1, f"{key} must be a positive integer, got {value}")
+    _require(config.train_limit is None or config.train_per_class is None,
+             "train_limit and train_per_class exclude each other: give one")
     _require(0 < config.eval_fraction < 1, f"eval_fraction must be in (0, 1), got {config.eval_fraction}")
     _require(0 <= config.validation_fraction < 1,
              f"validation_fraction must be in [0, 1), got {config.validation_fraction}")

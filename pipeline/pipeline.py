@@ -34,7 +34,8 @@ def data_components(config: PipelineConfig) -> dict[str, object]:
     example_gen = ImageExampleGen(
         data=config.data, eval_fraction=config.eval_fraction, train_limit=config.train_limit,
         tfds_data_dir=config.tfds_data_dir, tfds_download_dir=config.tfds_download_dir,
-        tfds_manual_dir=config.tfds_manual_dir, validation_fraction=config.validation_fraction)
+        tfds_manual_dir=config.tfds_manual_dir, validation_fraction=config.validation_fraction,
+        train_per_class=config.train_per_class, eval_per_class=config.eval_per_class)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True,

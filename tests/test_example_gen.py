@@ -319,6 +319,29 @@ def test_no_split_level_is_hash_split_and_deterministic_through_the_pipeline(tmp
         "train": 20, "eval": len(evaluation)}
 
 
+def test_per_class_limits_keep_the_same_balanced_subset_wherever_the_folder_sits(tmp_path):
+    """train_per_class / eval_per_class keep, of every class, the ids with the smallest hash;
+    a copy of the folder elsewhere keeps the same images (the id is the path inside it)."""
+    per_class = {"train": 7, "eval": 3}
+    copy = tmp_path / "elsewhere" / "smoke"
+    shutil.copytree(SMOKE, copy)
+    artifacts = [run_executor(tmp_path / name, f"imagefolder:{folder}",
+                              train_per_class=7, eval_per_class=3)
+                 for name, folder in (("here", SMOKE), ("there", copy))]
+    chosen = [split_ids(examples) for examples in artifacts]
+    assert chosen[0] == chosen[1]
+    assert read_json(artifacts[0], "skipped.json")["subset"].startswith(
+        "train: the 7 images of each class whose id has the smallest hash; eval: the 3 images")
+    for split_index, (split, folder) in enumerate((("train", "train"), ("eval", "test"))):
+        by_class = collections.defaultdict(list)
+        for record_id in folder_ids(SMOKE / folder):
+            by_class[record_id.split("/")[0]].append(f"{folder}/{record_id}")
+        expected = sorted(i for class_ids in by_class.values()
+                          for i in first_by_hash(class_ids, per_class[split]))
+        assert len(by_class) == 10 and len(expected) == 10 * per_class[split]
+        assert chosen[0][split_index] == expected
+
+
 def test_a_class_without_train_images_is_refused_before_training(tmp_path):
     """Eval images of a class train lacks (here: train_limit 5 keeps 5 of 5 classes' images,
     not all classes), and a single train class, fail ExampleGen, naming the classes."""
@@ -429,6 +452,10 @@ def test_component_and_executor_reject_a_bad_data_string(tmp_path):
         eg.ImageExampleGen(data="tfds:cifar10", eval_fraction=1.0)
     with pytest.raises(ValueError, match="train_limit must be a positive integer, got 0"):
         eg.ImageExampleGen(data="tfds:cifar10", train_limit=0)
+    with pytest.raises(ValueError, match="eval_per_class must be a positive integer, got 0"):
+        eg.ImageExampleGen(data="tfds:cifar10", eval_per_class=0)
+    with pytest.raises(ValueError, match="train_limit and train_per_class exclude each other"):
+        eg.ImageExampleGen(data="tfds:cifar10", train_limit=5, train_per_class=5)
     for fraction in (-0.1, 1.0):
         with pytest.raises(ValueError, match=f"validation_fraction must be at least 0 .*and "
                                              f"below 1, got {fraction}"):
