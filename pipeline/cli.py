@@ -100,6 +100,7 @@ def _config_from(args: argparse.Namespace, base):
         beam_args = tuple(shlex.split(args.beam_args)) if args.beam_args else None
     except ValueError as error:  # unbalanced quotes
         raise config_lib.ConfigError(f"--beam-args {args.beam_args!r}: {error}") from None
+    base = config_lib.with_settings(base, getattr(args, "settings", None) or ())
     return config_lib.with_overrides(
         base, data=data, image_size=args.image_size, train_limit=args.train_limit,
         pipeline_root=root, beam_args=beam_args, models=_model_list(getattr(args, "models", None)),
@@ -284,12 +285,35 @@ def _add_ingest(commands) -> None:
     ingest.set_defaults(image_size=224, func=_ingest)
 
 
+RUN_EXAMPLES = """examples:
+  ablation run                                    # the smoke study, a few minutes
+  ablation run --profile cifar_cpu --first-seed 1 --pipeline-root runs/cifar_cpu/seed1
+  ablation run --profile my_study.toml --set training.epochs=40 --set training.mixed_precision=off
+  ablation run --profile cifar_cpu --models cifar_resnet20,cifar_plain20 --seeds 3
+
+Profiles: pipeline/profiles/*.toml (top-level keys are pipeline settings, the [training] table
+the Trainer's). Outputs, ML Metadata and the report go under the pipeline root; a rerun reuses
+what is cached and resumes an interrupted Trainer from its last epoch."""
+
+
 def _add_run(commands) -> None:
-    run = commands.add_parser("run", help="run the whole ablation pipeline locally")
-    run.add_argument("--profile", default="smoke", help="a file in pipeline/profiles (default smoke)")
+    run = commands.add_parser(
+        "run", help="run the whole ablation pipeline locally",
+        description="Runs the whole pipeline on this machine (TFX's LocalDagRunner): ingest, "
+                    "statistics, schema, Transform, a Trainer per model and seed, TFMA's "
+                    "Evaluator per residual/plain pair, and the ablation report.",
+        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--profile", default="smoke",
+                     help="a profile of pipeline/profiles by name (default smoke), or a path to "
+                          "a .toml file of your own")
+    run.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                     help="any setting of the configuration, applied after the profile and "
+                          "before the flags below; repeatable, e.g. --set training.epochs=40 "
+                          "--set training.mixed_precision=off")
     _data_flags(run, required=False)
     run.add_argument("--models", help="comma-separated model names")
-    run.add_argument("--epochs", type=_positive)
+    run.add_argument("--epochs", type=_positive, metavar="N",
+                     help="train every variant for N epochs (training.epochs)")
     run.add_argument("--seeds", type=_positive,
                      help="train every variant with K seeds, from --first-seed (default 0) on")
     run.add_argument("--first-seed", type=int, metavar="N",
@@ -342,6 +366,14 @@ SUBCOMMANDS = (_add_models, _add_summary, _add_gradients, _add_ingest, _add_run,
                _add_runs, _add_compile)
 
 
+def version_text() -> str:
+    """This project's version and the versions of what it runs on, without importing them."""
+    from importlib import metadata
+
+    return (f"ablation {metadata.version('resnet-ablation')} (TFX {metadata.version('tfx')}, "
+            f"TensorFlow {metadata.version('tensorflow')}, Python {sys.version.split()[0]})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ablation",
@@ -350,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                "130 interrupted.")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks (also ABLATION_DEBUG=1)")
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(commands)

@@ -120,17 +120,74 @@ def from_dict(values: dict[str, Any], where: str = "config") -> PipelineConfig:
         raise ConfigError(f"{where}: {error}") from None
 
 
+def is_profile_path(name: str) -> bool:
+    """Whether a ``--profile`` value names a file (``PATH.toml`` or a path with a folder)
+    rather than a profile of the repository's pipeline/profiles."""
+    return name.endswith(".toml") or os.sep in name
+
+
 def load_profile(name: str) -> PipelineConfig:
-    """Reads pipeline/profiles/NAME.toml; raises ConfigError for an unknown profile."""
-    path = PROFILES_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise ConfigError(f"unknown profile {name!r}; available: {', '.join(profile_names())}")
+    """Reads profile NAME: ``pipeline/profiles/NAME.toml``, or the TOML file NAME itself when
+    it is a path (``is_profile_path``). Relative paths inside a repository profile are relative
+    to the repository; inside a profile file elsewhere, to that file's folder. Raises
+    ConfigError for an unknown profile, a missing file or invalid TOML."""
+    if is_profile_path(name):
+        path = pathlib.Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"profile file {name} does not exist (a profile outside "
+                              f"pipeline/profiles is given as a path to a .toml file)")
+        base, label = path.parent, path.stem
+    else:
+        path, base, label = PROFILES_DIR / f"{name}.toml", REPO_ROOT, name
+        if not path.is_file():
+            raise ConfigError(f"unknown profile {name!r}; available: {', '.join(profile_names())}"
+                              f" (or a path to a .toml file)")
     try:
         with path.open("rb") as file:
             values = tomllib.load(file)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"profile {name} ({path}) is not valid TOML: {error}") from None
-    return from_dict({"profile": name, **_anchor_paths(values, REPO_ROOT)}, where=f"profile {name}")
+    return from_dict({"profile": label, **_anchor_paths(values, base)}, where=f"profile {name}")
+
+
+def with_settings(config: PipelineConfig, settings: list[str] | tuple[str, ...]) -> PipelineConfig:
+    """`config` with each ``KEY=VALUE`` of `settings` applied in order (``--set``): KEY is a
+    field (``epochs`` is not one: ``training.epochs``), VALUE a TOML value (``40``, ``1e-4``,
+    ``true``, ``[20, 30]``, ``"text"``) or else the text itself (``off``, ``imagefolder:/x``).
+    Relative paths in ``data`` and ``pipeline_root`` are relative to the working directory.
+    Raises ConfigError naming the setting: no ``=``, an unknown key, a value of the wrong type.
+    """
+    values = config.to_dict()
+    anchored = {}
+    for setting in settings:
+        key, equals, text = setting.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ConfigError(f"--set {setting!r}: expected KEY=VALUE, e.g. "
+                              f"--set training.epochs=40")
+        *tables, field = key.split(".")
+        target = values
+        for depth, table in enumerate(tables):
+            if not isinstance(target.get(table), dict):
+                raise ConfigError(f"--set {setting!r}: {'.'.join(tables[:depth + 1])} is not a "
+                                  f"table of settings (the one table is training)")
+            target = target[table]
+        if field not in target:
+            raise ConfigError(f"--set {setting!r}: unknown setting {key}; allowed: "
+                              f"{', '.join(sorted(target))}")
+        target[field] = _setting_value(text.strip())
+        if not tables and field in ("data", "pipeline_root"):
+            anchored[field] = target[field]
+    values.update(_anchor_paths(anchored, pathlib.Path.cwd()))
+    return from_dict(values, where="--set")
+
+
+def _setting_value(text: str) -> Any:
+    """A ``--set`` value: parsed as TOML if it is a TOML value, else the text as a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def _anchor_paths(values: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
