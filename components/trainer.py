@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
-from components import contracts, diagnostics, models, processor
+from components import contracts, diagnostics, models, processor, progress_events
 from components.contracts import (
     DIVERGED_FILE,
     HISTORY_FILE,
@@ -419,6 +419,9 @@ class HistoryRecorder(keras.callbacks.Callback):
                   f"{epoch + 1}; recorded as diverged, nothing is exported", flush=True)
         else:
             self._record(epoch, logs, seconds)
+            progress_events.emit(progress_events.EpochDone(
+                self.history.model, self.history.seed, self.params.get("epochs"),
+                self.history.epochs[-1]))
         write_history(self.history, self.directories)
 
     def _record(self, epoch: int, logs: dict, seconds: float) -> None:
@@ -651,7 +654,8 @@ def run_fn(fn_args) -> None:
                   validation_data=dataset(fn_args.eval_files,
                                           cache=in_memory and train.eval_steps is None),
                   validation_steps=train.eval_steps,
-                  callbacks=callbacks, verbose=2)
+                  callbacks=callbacks,  # epoch lines: Keras', unless a runner shows them
+                  verbose=0 if progress_events.listening() else 2)
     _finish(recorder.history, model, fn_args, tf_transform_output, dataset)
     checkpoint.delete()
 

@@ -32,18 +32,21 @@ TMP_DIR = ".tmp"  # the run's temp dir, under the pipeline root
 DEFAULT_PROFILE = "smoke"
 
 
-class _Progress(logging.Handler):
-    """Prints a line as LocalDagRunner starts each component (timings come from MLMD after)."""
+class _ComponentRecords(logging.Handler):
+    """Passes TFX's "Component X is running/finished." records to a StudyProgress."""
 
-    _PATTERN = re.compile(r"Component (\S+) is running\.")
+    _PATTERN = re.compile(r"Component (\S+) is (running|finished)\.")
 
-    def __init__(self):
+    def __init__(self, progress):
         super().__init__(logging.INFO)
+        self.progress = progress
 
     def emit(self, record: logging.LogRecord) -> None:
         match = self._PATTERN.match(record.getMessage())
-        if match:
-            print(f"[{time.strftime('%H:%M:%S')}] {match.group(1)} ...", flush=True)
+        if match and match.group(2) == "running":
+            self.progress.component_started(match.group(1))
+        elif match:
+            self.progress.component_finished(match.group(1))
 
 
 class _KnownNoise(logging.Filter):
@@ -58,10 +61,18 @@ class _KnownNoise(logging.Filter):
 
 
 @contextlib.contextmanager
-def _component_progress():
-    """Routes TFX's INFO progress records to _Progress without printing the rest of INFO."""
+def _study_progress(config: config_lib.PipelineConfig, data_only: bool):
+    """Shows the run's progress (``pipeline.study_progress``): TFX's component records and the
+    Trainers' epochs go to it, the rest of TFX's INFO records are not printed."""
+    from components import progress_events
+    from pipeline.pipeline import trainer_ids
+    from pipeline.study_progress import StudyProgress, relative_costs
+
+    trainers = [] if data_only else trainer_ids(config)
+    costs = relative_costs(config.models, config.image_size) if trainers else {}
+    progress = StudyProgress(trainers, config.training.epochs, costs)
     absl_logger = logging.getLogger("absl")
-    progress = _Progress()
+    records = _ComponentRecords(progress)
     noise = _KnownNoise()
     quiet = [(h, h.level) for h in logging.getLogger().handlers]
     for handler, _ in quiet:
@@ -69,11 +80,13 @@ def _component_progress():
         handler.addFilter(noise)
     previous_level = absl_logger.level
     absl_logger.setLevel(logging.INFO)
-    absl_logger.addHandler(progress)
+    absl_logger.addHandler(records)
     try:
-        yield progress
+        with progress_events.listen(progress.epoch_done):
+            yield progress
     finally:
-        absl_logger.removeHandler(progress)
+        progress.close()
+        absl_logger.removeHandler(records)
         absl_logger.setLevel(previous_level)
         for handler, level in quiet:
             handler.setLevel(level)
@@ -196,7 +209,7 @@ def _run(config: config_lib.PipelineConfig, pipeline, data_only: bool) -> list:
           + (f", config {stored}" if stored else ""), flush=True)
     started = time.perf_counter()
     previous_run = _last_run_id(config)
-    with _component_progress():
+    with _study_progress(config, data_only):
         tfx.orchestration.LocalDagRunner().run(pipeline)
     # `tfx pipeline create` only reads the pipeline: no store yet, or no new run in it
     if (previous_run is None and not os.path.exists(config.metadata_path)):

@@ -55,9 +55,19 @@ def data_components(config: PipelineConfig) -> dict[str, object]:
             "example_validator": validator, "transform": transform}
 
 
+def trainer_id(config: PipelineConfig, model: str, seed: int) -> str:
+    """The component id of the Trainer of (`model`, `seed`)."""
+    return f"Trainer.{model}{_suffix(config, seed)}"
+
+
+def trainer_ids(config: PipelineConfig) -> list[tuple[str, str, int]]:
+    """(component id, model, seed) of every Trainer of the study, in pipeline order."""
+    return [(trainer_id(config, model, seed), model, seed)
+            for seed in config.seed_list for model in config.models]
+
+
 def _trainer(config: PipelineConfig, data: dict[str, object], model: str, seed: int):
     """The Trainer of one (variant, seed); its ModelRun carries model_name and seed."""
-    trainer_id = f"Trainer.{model}{_suffix(config, seed)}"
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN, examples=data["example_gen"].outputs["examples"],
         schema=data["schema_curator"].outputs["curated_schema"],
@@ -68,7 +78,7 @@ def _trainer(config: PipelineConfig, data: dict[str, object], model: str, seed: 
         # checkpoint_root None: the Trainer derives it from its ModelRun URI at run time, under
         # whatever root the run has (components.trainer.default_checkpoint_root)
         custom_config=trainer_custom_config(model, seed, config.training, None, config.shortcut),
-    ).with_id(trainer_id)
+    ).with_id(trainer_id(config, model, seed))
     trainer.outputs["model_run"].additional_custom_properties = {"model_name": model, "seed": seed}
     return trainer
 
@@ -100,7 +110,7 @@ def training_components(config: PipelineConfig, data: dict[str, object],
 
     seeds = config.seed_list
     trainers = {(model, seed): _trainer(config, data, model, seed)
-                for seed in seeds for model in config.models}
+                for _, model, seed in trainer_ids(config)}
     paired = {name for pair in config.pairs for name in pair}
     groups = config.pairs + [(model, None) for model in config.models if model not in paired]
     evaluators = [_evaluator(config, data, trainers, model, baseline, seed, num_classes)
