@@ -50,7 +50,7 @@ import sys
 if __package__ in (None, ""):  # run as a file (or by the tfx CLI): make the repository importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from pipeline import config as config_lib
+from pipeline import config as config_lib, study_flags
 
 ENTRYPOINT = ("python", "-m", "kubeflow.entrypoint")  # the container command of every task
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"  # the Kubernetes resource name; Vertex AI: e.g. NVIDIA_TESLA_T4
@@ -379,8 +379,6 @@ def add_arguments(parser: argparse.ArgumentParser, output_required: bool = True)
     (``ABLATION_COMPILE_FLAGS``)."""
     parser.add_argument("--output", required=output_required,
                         help="spec file: .yaml (KFP pipeline package) or .json (Vertex AI)")
-    parser.add_argument("--profile", default="smoke",
-                        help="a file in pipeline/profiles (default smoke)")
     parser.add_argument("--image", help="container image of every task, tagged per build: "
                         "REGISTRY/resnet-ablation:TAG (kubeflow/build_image.py prints one)")
     parser.add_argument("--allow-latest-tag", action="store_true",
@@ -402,13 +400,7 @@ def add_arguments(parser: argparse.ArgumentParser, output_required: bool = True)
                              "(repeatable)")
     parser.add_argument("--no-resources", action="store_true",
                         help="no CPU or memory requests at all (GPU requests stay)")
-    parser.add_argument("--beam-args", metavar='"ARGS"',
-                        help="Beam pipeline arguments as one string, replacing the profile's, "
-                             'e.g. --beam-args="--runner=DataflowRunner --project=P ..."')
-    parser.add_argument("--models", help="comma-separated model names, replacing the profile's")
-    parser.add_argument("--epochs", type=int, help="training epochs, replacing the profile's")
-    parser.add_argument("--train-limit", type=int, help="train on this many images only")
-    parser.add_argument("--seeds", type=int, help="train every variant with seeds 0..K-1")
+    study_flags.add_study_flags(parser, pipeline_root=False)  # as `ablation run`'s
 
 
 def resources_from(args: argparse.Namespace) -> dict[str, Resources | None]:
@@ -429,12 +421,9 @@ def resources_from(args: argparse.Namespace) -> dict[str, Resources | None]:
 
 
 def config_from(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The profile with the flags' overrides (Beam arguments, models, epochs, ...)."""
-    config = config_lib.load_profile(args.profile)
-    return config_lib.with_overrides(
-        config, beam_args=tuple(shlex.split(args.beam_args)) if args.beam_args else None,
-        models=tuple(args.models.split(",")) if args.models else None, epochs=args.epochs,
-        train_limit=args.train_limit, seeds=args.seeds)
+    """The profile with --set and the study flags applied, as ``ablation run`` reads them; the
+    pipeline root is --pipeline-root's business (``kubeflow_config``)."""
+    return study_flags.config_from(argparse.Namespace(**{**vars(args), "pipeline_root": None}))
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -19,14 +19,13 @@ import json
 import logging
 import os
 import pathlib
-import shlex
 import signal
 import sys
 import threading
 
-from components.data_source import SKIPPED_FILE, parse_data
-from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS
-from pipeline import config as config_lib
+from components.data_source import SKIPPED_FILE
+from components.model_specs import MODEL_NAMES
+from pipeline import config as config_lib, study_flags
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -84,62 +83,11 @@ DATA_ARTIFACTS = (  # (component id, output key) printed by `ablation ingest`
     ("Transform", "transform_graph"))
 
 
-def _config_from(args: argparse.Namespace, base):
-    """`base` with the flags the user gave applied; relative paths resolved from the CWD."""
-    try:
-        data = parse_data(args.data).spec if args.data is not None else None
-    except ValueError as error:
-        raise config_lib.ConfigError(f"--data: {error}") from None
-    root = getattr(args, "pipeline_root", None)
-    if root is not None and not root.strip():
-        raise config_lib.ConfigError("--pipeline-root is empty: name a folder, e.g. "
-                                     "--pipeline-root runs/NAME")
-    if root and not config_lib.is_uri(root):
-        root = os.path.abspath(os.path.expanduser(root))
-    try:
-        beam_args = tuple(shlex.split(args.beam_args)) if args.beam_args else None
-    except ValueError as error:  # unbalanced quotes
-        raise config_lib.ConfigError(f"--beam-args {args.beam_args!r}: {error}") from None
-    base = config_lib.with_settings(base, getattr(args, "settings", None) or ())
-    return config_lib.with_overrides(
-        base, data=data, image_size=args.image_size, train_limit=args.train_limit,
-        pipeline_root=root, beam_args=beam_args, models=_model_list(getattr(args, "models", None)),
-        seeds=getattr(args, "seeds", None), first_seed=getattr(args, "first_seed", None),
-        epochs=getattr(args, "epochs", None),
-        shortcut=getattr(args, "shortcut", None),
-        validation_fraction=getattr(args, "validation_fraction", None),
-        **_determinism(getattr(args, "deterministic", False), getattr(args, "threads", None),
-                       base.training))
-
-
-def _model_list(models: str | None) -> tuple[str, ...] | None:
-    """--models' value as names; ConfigError for an empty list or an empty name."""
-    if models is None:
-        return None
-    names = tuple(name.strip() for name in models.split(","))
-    if not all(names):
-        raise config_lib.ConfigError(f"--models {models!r}: name one or more models, separated "
-                                     f"by commas (e.g. cifar_resnet20,cifar_plain20)")
-    return names
-
-
-def _determinism(deterministic: bool, threads: int | None, training) -> dict:
-    """The training overrides of --deterministic and --threads: op determinism, and thread
-    pools of a size fixed in the configuration (--threads, else the profile's, else every core
-    of this machine, whatever cores the process is pinned to), so two runs of the command on
-    one machine give bitwise the same numbers."""
-    overrides = {"intra_op_threads": threads}
-    if deterministic:
-        overrides = {"deterministic": True,
-                     "intra_op_threads": threads or training.intra_op_threads or os.cpu_count()}
-    return overrides
-
-
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline import artifacts, local_runner
 
     base = config_lib.PipelineConfig(profile="ingest", pipeline_name="resnet-ablation-ingest")
-    config = _config_from(args, base)
+    config = study_flags.config_from(args, base)
     local_runner.run(config, data_only=True)
     store = artifacts.open_store(config.pipeline_root)
     uris = {key: artifacts.latest_outputs(store, config.pipeline_name, component, key)[0].uri
@@ -159,7 +107,7 @@ def _ingest(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pipeline import local_runner
 
-    local_runner.run(_config_from(args, config_lib.load_profile(args.profile)))
+    local_runner.run(study_flags.config_from(args))
     return 0
 
 
@@ -220,29 +168,6 @@ def _model_name(value: str) -> str:
     return value
 
 
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _shortcut_flag(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--shortcut", choices=SHORTCUT_OPTIONS,
-                         help="the paper's shortcut option (Table 3) for residual nets (default: "
-                              "B for ImageNet-style, A for CIFAR-style; plain nets have none)")
-
-
-def _data_flags(command: argparse.ArgumentParser, required: bool) -> None:
-    command.add_argument("--data", required=required, help="tfds:NAME[:CONFIG] or imagefolder:PATH")
-    command.add_argument("--image-size", type=_positive, help="square size images are resized to")
-    command.add_argument("--train-limit", type=_positive, help="train on this many images only")
-    command.add_argument("--pipeline-root", required=required,
-                         help="pipeline root (pipeline outputs and ML Metadata)")
-    command.add_argument("--beam-args", metavar='"ARGS"',
-                         help='Beam pipeline arguments as one string, e.g. '
-                              '--beam-args="--direct_running_mode=in_memory"')
-
-
 def _add_models(commands) -> None:
     commands.add_parser("models", help="list every model variant with its parameter count"
                         ).set_defaults(func=_models)
@@ -251,9 +176,9 @@ def _add_models(commands) -> None:
 def _add_summary(commands) -> None:
     summary = commands.add_parser("summary", help="print a model's Keras summary and parameter counts")
     summary.add_argument("name", type=_model_name)
-    summary.add_argument("--num-classes", type=_positive, default=1000)
-    summary.add_argument("--image-size", type=_positive, default=224)
-    _shortcut_flag(summary)
+    summary.add_argument("--num-classes", type=study_flags.positive, default=1000)
+    summary.add_argument("--image-size", type=study_flags.positive, default=224)
+    study_flags.add_shortcut_flag(summary)
     summary.set_defaults(func=_summary)
 
 
@@ -266,11 +191,12 @@ def _add_gradients(commands) -> None:
                            help="the PNG to write (default gradients.png)")
     gradients.add_argument("--data-folder", default="data/cifar10_smoke",
                            help="image folder whose train images are used (default: the smoke set)")
-    gradients.add_argument("--image-size", type=_positive, default=32)
-    gradients.add_argument("--batch", type=_positive, default=64)
-    gradients.add_argument("--batches", type=_positive, default=4,
+    gradients.add_argument("--image-size", type=study_flags.positive, default=32)
+    gradients.add_argument("--batch", type=study_flags.positive, default=64)
+    gradients.add_argument("--batches", type=study_flags.positive, default=4,
                            help="batches the ratios are averaged over (default 4)")
-    gradients.add_argument("--seeds", type=_positive, default=3, help="initialisations (default 3)")
+    gradients.add_argument("--seeds", type=study_flags.positive, default=3,
+                           help="initialisations (default 3)")
     gradients.add_argument("--steps", type=int, default=100,
                            help="SGD steps before the second measurement (default 100)")
     gradients.add_argument("--learning-rate", type=float, default=0.1,
@@ -281,7 +207,7 @@ def _add_gradients(commands) -> None:
 def _add_ingest(commands) -> None:
     ingest = commands.add_parser(
         "ingest", help="run the data half (ExampleGen .. Transform) and print its artifacts")
-    _data_flags(ingest, required=True)
+    study_flags.add_data_flags(ingest, required=True)
     ingest.set_defaults(image_size=224, func=_ingest)
 
 
@@ -303,30 +229,7 @@ def _add_run(commands) -> None:
                     "statistics, schema, Transform, a Trainer per model and seed, TFMA's "
                     "Evaluator per residual/plain pair, and the ablation report.",
         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--profile", default="smoke",
-                     help="a profile of pipeline/profiles by name (default smoke), or a path to "
-                          "a .toml file of your own")
-    run.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
-                     help="any setting of the configuration, applied after the profile and "
-                          "before the flags below; repeatable, e.g. --set training.epochs=40 "
-                          "--set training.mixed_precision=off")
-    _data_flags(run, required=False)
-    run.add_argument("--models", help="comma-separated model names")
-    run.add_argument("--epochs", type=_positive, metavar="N",
-                     help="train every variant for N epochs (training.epochs)")
-    run.add_argument("--seeds", type=_positive,
-                     help="train every variant with K seeds, from --first-seed (default 0) on")
-    run.add_argument("--first-seed", type=int, metavar="N",
-                     help="the first seed: run a shard of a study (merge with ablation report)")
-    _shortcut_flag(run)
-    run.add_argument("--validation-fraction", type=float, metavar="F",
-                     help="hold F of train out as a validation split for per-epoch validation")
-    run.add_argument("--deterministic", action="store_true",
-                     help="bitwise-reproducible training on this machine: TensorFlow's op "
-                          "determinism and thread pools of a fixed size (--threads, else the "
-                          "profile's intra_op_threads, else every core); slower")
-    run.add_argument("--threads", type=_positive, metavar="N",
-                     help="TensorFlow's intra-op threads (inter-op: 1); default: TensorFlow's")
+    study_flags.add_study_flags(run)
     run.set_defaults(func=_run)
 
 

@@ -89,3 +89,25 @@ def test_version_names_the_project_and_what_it_runs_on(capsys):
     assert exit_.value.code == 0
     assert re.fullmatch(r"ablation \d+\.\d+\.\d+ \(TFX 1\.21\.0, TensorFlow [\d.]+, "
                         r"Python 3\.11\.\d+\)\n", capsys.readouterr().out)
+
+
+def test_compile_reads_the_study_flags_as_run_does():
+    """`ablation compile` takes run's study flags, with run's help texts and meaning."""
+    from kubeflow import runner
+
+    parser = cli.build_parser()
+    flags = ["--profile", "cifar_cpu", "--set", "training.epochs=3", "--models",
+             "cifar_resnet20,cifar_plain20", "--seeds", "2", "--first-seed", "4", "--deterministic"]
+    run_args = parser.parse_args(["run", *flags])
+    compile_args = parser.parse_args(["compile", "--output", "spec.json", *flags])
+    from pipeline import study_flags
+    ran, compiled = study_flags.config_from(run_args), runner.config_from(compile_args)
+    assert compiled.training == ran.training and compiled.training.epochs == 3
+    assert (compiled.models, compiled.seeds, compiled.first_seed) == (
+        ("cifar_resnet20", "cifar_plain20"), 2, 4)
+    assert compiled.training.deterministic
+    helps = {name: {a.dest: a.help for a in p._actions}
+             for name, p in parser._subparsers._group_actions[0].choices.items()
+             if name in ("run", "compile")}
+    for dest in ("profile", "settings", "models", "epochs", "seeds", "first_seed", "data"):
+        assert helps["run"][dest] == helps["compile"][dest]
