@@ -109,6 +109,8 @@ class EpochRecord:
     # (not in `seconds`); None in histories written before they were recorded
     validation_seconds: float | None = None
     clean_train_seconds: float | None = None
+    # the epoch's mean weight-decay term (Keras' loss minus the cross-entropy); None: not recorded
+    weight_decay_term: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

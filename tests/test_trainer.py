@@ -21,6 +21,7 @@ from components.contracts import LayerResponses, Predictions, RunHistory
 from pipeline import config as config_lib
 from pipeline.config import TrainingConfig
 from tests.helpers import read_examples
+from tests.test_tensorboard_logs import read_scalars
 
 TINY = TrainingConfig(epochs=2, batch_size=16, steps_per_epoch=3, eval_steps=2,
                       warmup_epochs=0.5, shuffle_buffer=64)
@@ -71,6 +72,16 @@ def test_run_fn_exports_a_model_that_classifies_raw_png_bytes(ingested, tmp_path
         assert 0 < entry["validation_seconds"] < entry["seconds"]  # part of the epoch
         assert entry["clean_train_seconds"] > 0  # measured after it
     assert any(p.name.startswith("events.out") for p in (tmp_path / "run" / "logs").rglob("*"))
+    # the paper's scalars for TensorBoard, each epoch as the history records it
+    scalars, _ = read_scalars(str(tmp_path / "run" / "logs" / "paper"))
+    val = history["val_split"]
+    assert scalars[f"error/{val}"] == pytest.approx(
+        {e["epoch"]: 1 - e["val_accuracy"] for e in history["epochs"]})
+    assert scalars["error/train_clean"] == pytest.approx(
+        {e["epoch"]: 1 - e["clean_train_accuracy"] for e in history["epochs"]})
+    assert all(e["weight_decay_term"] > 0 for e in history["epochs"])  # wd 1e-4 on every weight
+    assert scalars["weight_decay_term"] == pytest.approx(
+        {e["epoch"]: e["weight_decay_term"] for e in history["epochs"]})
 
     predictions = Predictions.from_json((tmp_path / "run" / "predictions.json").read_text())
     eval_ids = {e["id"] for e in read_examples(ingested.examples, "eval")}
@@ -235,6 +246,14 @@ def test_decoded_in_memory_and_streamed_epochs_are_identical(ingested):
 
     streamed, in_memory = batches(False), batches(True)
     assert len(streamed) == len(in_memory) == 10
+    # the decoded split is held once, not embedded in the dataset's graph once per epoch
+    # (that copy made a 30-epoch, 224-pixel in-memory run need 25 GB); serialising the graph
+    # writes the captured variables' values once
+    many_epochs = trainer.training_dataset(ingested.split_files("train"), transform, 16, seed=3,
+                                           steps_per_epoch=5, epochs=range(0, 20),
+                                           in_memory=True)
+    decoded_bytes = sum(images.nbytes for images, _ in in_memory[:6])  # 96 images
+    assert len(many_epochs._as_serialized_graph().numpy()) < 2 * decoded_bytes
     for (a_images, a_labels), (b_images, b_labels) in zip(streamed, in_memory):
         np.testing.assert_array_equal(a_images, b_images)
         np.testing.assert_array_equal(a_labels, b_labels)
