@@ -64,6 +64,8 @@ class _KnownNoise(logging.Filter):
 def _study_progress(config: config_lib.PipelineConfig, data_only: bool):
     """Shows the run's progress (``pipeline.study_progress``): TFX's component records and the
     Trainers' epochs go to it, the rest of TFX's INFO records are not printed."""
+    from absl import logging as absl_logging
+
     from components import progress_events
     from pipeline.pipeline import trainer_ids
     from pipeline.study_progress import StudyProgress, relative_costs
@@ -78,8 +80,11 @@ def _study_progress(config: config_lib.PipelineConfig, data_only: bool):
     for handler, _ in quiet:
         handler.setLevel(max(handler.level, logging.WARNING))
         handler.addFilter(noise)
-    previous_level = absl_logger.level
-    absl_logger.setLevel(logging.INFO)
+    # absl's verbosity, not just its logger's level: TensorFlow's SavedModel export lowers the
+    # verbosity for a moment and then restores it from absl's flag, which would silence the
+    # component records from the first export on
+    previous_verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
     absl_logger.addHandler(records)
     try:
         with progress_events.listen(progress.epoch_done):
@@ -87,7 +92,7 @@ def _study_progress(config: config_lib.PipelineConfig, data_only: bool):
     finally:
         progress.close()
         absl_logger.removeHandler(records)
-        absl_logger.setLevel(previous_level)
+        absl_logging.set_verbosity(previous_verbosity)
         for handler, level in quiet:
             handler.setLevel(level)
             handler.removeFilter(noise)

@@ -65,6 +65,7 @@ class StudyProgress:
         self.measured_seconds = 0.0
         self.measured_units = 0.0
         self.bar: tqdm | None = None
+        self._started: list[str] = []  # Trainer ids in the order they started
 
     # --- what happens ------------------------------------------------------------------------
 
@@ -73,6 +74,7 @@ class StudyProgress:
                     f"{component_id} ...")
         if component_id in self.trainers:
             self.current = component_id
+            self._number(self.trainers[component_id])
 
     def component_finished(self, component_id: str) -> None:
         """A Trainer that finished counts as done, whether it trained, resumed or was cached."""
@@ -106,8 +108,7 @@ class StudyProgress:
     # --- what is shown -----------------------------------------------------------------------
 
     def line(self, trainer: _Trainer, record) -> str:
-        order = list(self.trainers)
-        parts = [f"Trainer {order.index(trainer.component_id) + 1}/{len(order)} "
+        parts = [f"Trainer {self._number(trainer)}/{len(self.trainers)} "
                  f"{trainer.model} seed {trainer.seed}",
                  f"epoch {record.epoch}/{self.epochs}",
                  f"{record.images_per_second:,.0f} img/s"]
@@ -131,6 +132,13 @@ class StudyProgress:
         trainer_left = ((self.epochs - current.epochs_done) * current.cost * per_unit
                         if current and not current.finished else 0.0)
         return trainer_left, self._units_left() * per_unit
+
+    def _number(self, trainer: _Trainer) -> int:
+        """`trainer`'s place in the order the Trainers ran in (the runner's, not the
+        configuration's): 1 + the Trainers that finished before it."""
+        if trainer.component_id not in self._started:
+            self._started.append(trainer.component_id)
+        return self._started.index(trainer.component_id) + 1
 
     def _units_left(self) -> float:
         return sum((self.epochs - t.epochs_done) * t.cost

@@ -113,12 +113,16 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     local_runner.run(config)
     out = capsys.readouterr().out
     assert "| cifar_resnet20 |" in out and "Report: " in out
-    # the study's progress, a line an epoch when not on a terminal, with the time left
-    assert re.search(r"^Trainer 1/2 cifar_resnet20 seed 0 · epoch 1/1 · [\d,]+ img/s · val "
-                     r"error [\d.]+ % · train error [\d.]+ % · Trainer ~0 s left, training "
-                     r"~\d+ (s|min) left$", out, re.MULTILINE)
-    assert re.search(r"^Trainer 2/2 cifar_plain20 seed 0 · epoch 1/1 · .* training ~0 s left$",
-                     out, re.MULTILINE)
+    # the study's progress, a line an epoch when not on a terminal, with the time left; the
+    # Trainers numbered in the order they ran, each announced by its component line
+    first = re.search(r"^Trainer 1/2 (cifar_\w+) seed 0 · epoch 1/1 · [\d,]+ img/s · val error "
+                      r"[\d.]+ % · train error [\d.]+ % · Trainer ~0 s left, training "
+                      r"~\d+ (s|min) left$", out, re.MULTILINE)
+    second = re.search(r"^Trainer 2/2 (cifar_\w+) seed 0 · epoch 1/1 · .* training ~0 s left$",
+                       out, re.MULTILINE)
+    assert first and second and {first[1], second[1]} == {"cifar_resnet20", "cifar_plain20"}
+    assert re.search(rf"^\[[\d:]+\] Trainer\.{first[1]} \.\.\.$", out, re.MULTILINE)
+    assert re.search(r"^\[[\d:]+\] AblationReport \.\.\.$", out, re.MULTILINE)
     assert not re.search(r"^Epoch 1/1", out, re.MULTILINE)  # Keras' own lines left out
     assert "Verdicts:" in out and "On test (500 images), cifar_resnet20 − cifar_plain20" in out
     assert set(_states(config).values()) == {"ran"}
