@@ -282,6 +282,8 @@ def verdicts(results: Sequence[RunResult]) -> list[dict[str, Any]]:
     Each is ``{kind, family, models: [a, b], metric: "accuracy", split, gap, ci_low, ci_high,
     seeds, conclusion, sentence}`` with gap = accuracy(a) - accuracy(b) as a fraction; ``seeds``
     counts the seeds where both runs finished; ``p_value`` (McNemar) is added with one seed.
+    ``sentence`` says it in error terms: error(a) - error(b) = -gap, in points, with both mean
+    errors (see ``_sentence``).
     """
     by_model: dict[str, dict[int, RunResult]] = collections.defaultdict(dict)
     for result in results:
@@ -309,8 +311,17 @@ def _verdict(kind: str, a: str, b: str, split: str, runs_a: Mapping[int, RunResu
     if p_value is not None:
         verdict["p_value"] = p_value
     verdict["conclusion"] = _conclusion(kind, interval, runs_a, runs_b, finished, split)
+    errors = tuple(_mean_error(runs, finished, split) for runs in (runs_a, runs_b))
     return {**verdict, "sentence": _sentence(verdict, split, examples, runs_a[finished[0]],
-                                             failed)}
+                                             failed, errors)}
+
+
+def _mean_error(runs: Mapping[int, RunResult], seeds: Sequence[int], split: str
+                ) -> float | None:
+    """Mean over `seeds` of 1 - accuracy(split), the runs' final error as the rows and the
+    summary give it; None when no seed knows it."""
+    values = [1 - accuracy for s in seeds if (accuracy := runs[s].accuracy(split)) is not None]
+    return statistics.fmean(values) if values else None
 
 
 def _split_name(runs_a: Mapping[int, RunResult], runs_b: Mapping[int, RunResult],
@@ -365,7 +376,10 @@ def _model_at_chance(runs: Mapping[int, RunResult], seeds: Sequence[int], split:
 
 
 def _sentence(verdict: Mapping[str, Any], split: str, examples: int | None,
-              sample: RunResult, failed) -> str:
+              sample: RunResult, failed, errors: tuple[float | None, float | None]) -> str:
+    """The verdict in error terms, as the report's tables show it: the error gap a - b in
+    points (the negated accuracy gap, so its interval is [-ci_high, -ci_low]), the two mean
+    errors over the seeds, the interval's source, epochs and seeds, then the conclusion."""
     a, b = verdict["models"]
     where = (f"On {verdict['split']}" + (f" ({examples:,} images" if examples else "")
              + (", inference mode, no augmentation)" if split == "train" and examples else
@@ -373,21 +387,51 @@ def _sentence(verdict: Mapping[str, Any], split: str, examples: int | None,
     epochs = len(sample.history.epochs)
     seeds = verdict["seeds"]
     setting = f"after {epochs} epoch{'s' * (epochs != 1)}, {seeds} seed{'s' * (seeds != 1)}"
+    both = f"{errors[0] * 100:.2f} % vs {errors[1] * 100:.2f} %" if None not in errors else ""
     if verdict["gap"] is None:
-        body = f"{where}, {a} vs {b} has no interval ({setting})"
+        body = (f"{where}, {a} vs {b}" + (f" (error {both})" if both else "")
+                + f" has no interval ({setting})")
     else:
         source = "t over seeds" if seeds >= 2 else "paired, on these images"
-        body = (f"{where}, {a} − {b} = {verdict['gap'] * 100:+.1f} points of accuracy "
-                f"(95 % CI {verdict['ci_low'] * 100:+.1f} to {verdict['ci_high'] * 100:+.1f}, "
-                f"{source}; {setting})")
+        gap, low, high = error_points(verdict["gap"], verdict["ci_low"], verdict["ci_high"])
+        body = (f"{where}, {a} − {b} = {gap:+.2f} points of error (" + (f"{both}; " if both else "")
+                + f"95 % CI {low:+.2f} to {high:+.2f}, {source}; {setting})")
         if "p_value" in verdict:
-            body += f", McNemar p = {verdict['p_value']:.3g}"
+            body += f", McNemar p {p_relation(verdict['p_value'])}"
     words = {"residual_better": "residual better", "plain_better": "plain better",
              "deeper_better": "deeper better", "deeper_worse": "deeper worse"
              + (" (degradation)" if not get_spec(a).residual else ""),
              "not_distinguishable": "not distinguishable",
              "at_chance": "both at chance, no conclusion", "no_data": "no conclusion"}
     return f"{body}: {words[verdict['conclusion']]}." + _failures(failed)
+
+
+def error_points(gap: float, low: float | None = None, high: float | None = None
+                 ) -> tuple[float, float | None, float | None]:
+    """An accuracy gap a - b (a fraction) and its interval as the error gap a - b in points:
+    (-100 gap, -100 high, -100 low), None kept; 0 never shown as -0."""
+    def points(value: float | None) -> float | None:
+        return None if value is None else 0.0 - value * 100
+    return points(gap), points(high), points(low)
+
+
+SMALLEST_P = 1e-300
+"""p-values below this (McNemar's exact test underflows to 0.0 on thousands of discordant
+pairs) are shown as ``< 1e-300``, never as 0."""
+
+
+def format_p(p_value: float | None) -> str:
+    """`p_value` for people: 3 significant digits, ``< 1e-300`` below ``SMALLEST_P`` (an
+    underflow to 0 included), empty for None."""
+    if p_value is None:
+        return ""
+    return f"< {SMALLEST_P:.0e}" if p_value < SMALLEST_P else format(p_value, ".3g")
+
+
+def p_relation(p_value: float) -> str:
+    """``= 0.0123`` or ``< 1e-300``: what follows "p" in a sentence."""
+    text = format_p(p_value)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _sentence_without_gap(verdict: Mapping[str, Any], failed) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
 import pathlib
+import shutil
 import sqlite3
 from collections.abc import Sequence
 
@@ -207,6 +209,10 @@ class RootReport:
 SHARD_FILE = "shard.json"
 """Marks a shard folder that ``publish_runs`` wrote: a root's report inputs without the root."""
 
+TENSORBOARD = "tensorboard"
+"""A shard folder's TensorBoard runs, one per (model, seed): ``tensorboard --logdir`` on it."""
+HISTORY_DIGEST = "history.sha256"  # in a TensorBoard run folder: the history it was written from
+
 RUN_FILES = ("history.json", "predictions.json.gz", "responses.json", "metrics.json")
 """What a shard folder holds per run, as ``<model>_seed<k>.<kind>``; all but the history are
 optional (runs that did not finish, and shards published before they were kept)."""
@@ -323,7 +329,28 @@ def publish_runs(part: RootReport, folder: pathlib.Path) -> list[pathlib.Path]:
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (folder / name).write_bytes(content)
-    return [folder / name for name in files]
+    return [folder / name for name in files] + _publish_tensorboard(part, folder / TENSORBOARD)
+
+
+def _publish_tensorboard(part: RootReport, board: pathlib.Path) -> list[pathlib.Path]:
+    """Writes every run's TensorBoard events (``components.tensorboard_logs``) from its history
+    under `board`. Event files carry write times, so a run whose folder already holds the
+    events of the same history (its ``HISTORY_DIGEST``) is left as it is: publishing a shard
+    folder again changes no byte."""
+    from components import tensorboard_logs
+
+    written = []
+    for result in part.results:
+        text = result.history.to_json()
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        folder = board / tensorboard_logs.run_name(result.history)
+        marker = folder / HISTORY_DIGEST
+        if not (marker.exists() and marker.read_text() == digest):
+            shutil.rmtree(folder, ignore_errors=True)
+            tensorboard_logs.write_run(result.history, str(board))
+            marker.write_text(digest)
+        written += sorted(folder.iterdir())
+    return written
 
 
 def read_published(folder: str) -> RootReport:

@@ -112,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from components import report_files
     from pipeline import artifacts
 
     if len(args.pipeline_roots) > 1 and args.output is None:
@@ -121,7 +122,7 @@ def _report(args: argparse.Namespace) -> int:
     roots = [str(root.resolve()) for root in args.pipeline_roots]
     paths = artifacts.render_report(roots, args.output and str(args.output),
                                     publish=args.with_runs)
-    print(paths["markdown"].read_text())
+    print(report_files.terminal_summary(json.loads(paths["json"].read_text())))
     for kind, path in paths.items():
         print(f"{kind:<9} {path}")
     return 0

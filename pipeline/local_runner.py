@@ -244,8 +244,9 @@ def _last_run_id(config: config_lib.PipelineConfig) -> int | None:
 
 def print_report(config: config_lib.PipelineConfig, store=None) -> None:
     """Re-renders the report into <root>/report with every component's wall time (which the
-    pipeline's own AblationReport artifact cannot know), then prints its table, verdicts and
-    data warnings, and where both copies are: what a user must see last. `store`: the root's
+    pipeline's own AblationReport artifact cannot know), then prints its title, per-model
+    table, verdicts and data warnings for a terminal (``report_files.terminal_summary``), and
+    where both copies are: what a user must see last. `store`: the root's
     open ML Metadata store, if the caller has one."""
     from components import report_files
     from pipeline import artifacts
@@ -255,16 +256,7 @@ def print_report(config: config_lib.PipelineConfig, store=None) -> None:
     if not published:
         return
     paths = artifacts.render_report(config.pipeline_root, pipeline_name=config.pipeline_name)
-    content = json.loads(paths["json"].read_text())
-    print("\n" + report_files.markdown_table(report_files.display_rows(content["rows"]),
-                                            report_files.DISPLAY_COLUMNS))
-    print("\nVerdicts:")
-    for verdict in content["verdicts"]:
-        print(f"- {verdict['sentence']}")
-    if content["warnings"]:
-        print("\nData warnings:")
-        for warning in content["warnings"]:
-            print(f"- {warning}")
+    print("\n" + report_files.terminal_summary(json.loads(paths["json"].read_text())), end="")
     html = report_files.REPORT_FILES["html"]
     print(f"\nReport: {paths['html']}\n(the pipeline's artifact, with lineage: "
           f"{pathlib.Path(published[0].uri, html)})")

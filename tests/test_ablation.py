@@ -179,7 +179,9 @@ def test_one_seed_clear_gap_is_residual_better_with_mcnemar():
     assert found["conclusion"] == "residual_better" and found["seeds"] == 1
     assert found["gap"] == pytest.approx(0.1) and found["ci_low"] > 0
     assert found["p_value"] < 1e-6
-    assert found["sentence"].startswith("On test (1,000 images), cifar_resnet20 − cifar_plain20 = +10.0")
+    assert found["sentence"].startswith(
+        "On test (1,000 images), cifar_resnet20 − cifar_plain20 = -10.00 points of error "
+        "(30.00 % vs 40.00 %")
     assert "residual better" in found["sentence"] and "1 seed" in found["sentence"]
     assert set(found) >= {"kind", "family", "models", "metric", "split", "gap", "ci_low",
                           "ci_high", "seeds", "conclusion", "sentence"}

@@ -112,7 +112,8 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     config = dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root"))
     local_runner.run(config)
     out = capsys.readouterr().out
-    assert "| cifar_resnet20 |" in out and "Report: " in out
+    assert re.search(r"^cifar_resnet20 +1 +[\d.]+ +[\d.]+$", out, re.MULTILINE)  # per model
+    assert "Report: " in out and "|" not in out.split("Verdicts:")[0].split("AblationReport")[-1]
     # the study's progress, a line an epoch when not on a terminal, with the time left; the
     # Trainers numbered in the order they ran, each announced by its component line
     first = re.search(r"^Trainer 1/2 (cifar_\w+) seed 0 · epoch 1/1 · [\d,]+ img/s · val error "
@@ -205,7 +206,8 @@ def test_two_seeds_at_chance_give_intervals_and_no_winner(tmp_path, capsys):
         ("residual_vs_plain", "test", 2), ("residual_vs_plain", "train", 2)]
     for verdict in data["verdicts"]:
         assert verdict["conclusion"] in ("at_chance", "not_distinguishable"), verdict
-        assert verdict["sentence"] in out and "2 seeds" in verdict["sentence"]
+        assert verdict["sentence"] in " ".join(out.split())  # wrapped for the terminal
+        assert "2 seeds" in verdict["sentence"]
     examples = data["data"]["examples"]
     assert examples == {"train": 64, "eval": 500}
     assert sum(data["data"]["classes"]["eval"].values()) == 500
@@ -226,7 +228,7 @@ def test_diverged_models_still_yield_a_report(tmp_path, capsys):
         rows = {row["model"]: row for row in csv.DictReader(file)}
     assert {r["status"] for r in rows.values()} == {"diverged"}
     assert {r["diverged_epoch"] for r in rows.values()} == {"1"}
-    assert "cifar_plain20 seed 0 diverged (non-finite loss in epoch 1)" in out
+    assert "cifar_plain20 seed 0 diverged (non-finite loss in epoch 1)" in " ".join(out.split())
     [evaluation] = artifacts.latest_outputs(store, config.pipeline_name,
                                             "Evaluator.cifar_resnet20_vs_cifar_plain20", "evaluation")
     assert "diverged in epoch 1" in open(os.path.join(evaluation.uri, "SKIPPED")).read()

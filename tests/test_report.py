@@ -16,8 +16,11 @@ import json
 import os
 import pathlib
 import re
+import shutil
+import statistics
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pytest
@@ -46,6 +49,7 @@ EXPECTED_COLUMNS = ["model", "family", "depth", "residual", "params", "epochs", 
                     "status", "train_error", "eval_error", "eval_split", "delta_ci_low",
                     "delta_ci_high"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
 RESNET, PLAIN = "cifar_resnet20", "cifar_plain20"
 EVAL_IDS = 200
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -268,21 +272,29 @@ def test_no_best_epoch_selected_on_test(component_output):
 
 
 def test_figures_are_real_images(component_output):
-    for name in ("errors.png", "curves.png", "responses.png"):
-        png = pathlib.Path(component_output.uri) / name
+    """Every figure is a PNG with an SVG beside it."""
+    for key in report_files.FIGURES:
+        png = pathlib.Path(component_output.uri) / report_files.REPORT_FILES[key]
         assert png.read_bytes().startswith(PNG_SIGNATURE)
         with Image.open(png) as image:
             assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 200
+        svg = ElementTree.parse(png.with_suffix(".svg")).getroot()
+        assert svg.tag == f"{SVG}svg" and png.with_suffix(".svg").name == (
+            report_files.REPORT_FILES[f"{key}_svg"])
 
 
 def test_html_is_self_contained_and_escaped(component_output):
     directory = pathlib.Path(component_output.uri)
     page = (directory / "report.html").read_text()
-    assert page.index("<h2>Verdicts</h2>") < page.index("<h2>Runs</h2>")
+    assert ("<h1>Residual vs plain on imagefolder:&lt;b&gt;cats &amp; dogs&lt;/b&gt; — profile "
+            "test, seeds 0–1</h1>") in page
+    assert page.index("<h2>Error per model</h2>") < page.index("<h2>Verdicts</h2>") < page.index(
+        "<h2>Runs</h2>")
     assert f"<td>{RESNET}</td>" in page and "residual_better" in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert [base64.b64decode(i) for i in images] == [
-        (directory / name).read_bytes() for name in ("errors.png", "curves.png", "responses.png")]
+        (directory / name).read_bytes()
+        for name in ("gaps.png", "errors.png", "curves.png", "responses.png")]
     assert "Layer responses (paper Fig. 7)" in page
     assert not re.search(r'(src|href)="(?!data:)', page), "the page links an external file"
     assert "<b>cats" not in page and "&lt;b&gt;cats &amp; dogs&lt;/b&gt;" in page
@@ -388,6 +400,164 @@ def test_markdown_shows_the_datas_text_as_text_never_as_markup():
     assert "\n# a heading" not in text and "- train: 1 file(s) named # a heading" in text
     page = report_files._html(content, {"errors": b"", "curves": b""})
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+# --------------------------------------------------------------------------- the headline
+
+
+def _provenance(data="imagefolder:/home/me/datasets/cifar10/png", profile="cifar_cpu",
+                run_ids="2026-11-26T13:07:55.04, 2026-11-27T03:21:10.63"):
+    return {"config": {"data": data, "profile": profile}, "pipeline run id": run_ids}
+
+
+def test_the_title_names_data_profile_seeds_and_newest_run_date():
+    rows = [{"seed": seed} for seed in (2, 0, 1, 1)]
+    assert report_files.title(rows, _provenance()) == (
+        "Residual vs plain on imagefolder:cifar10/png — profile cifar_cpu, seeds 0–2, 2026-11-27")
+    assert report_files.title([{"seed": 0}, {"seed": 2}, {"seed": 5}],
+                              _provenance("tfds:cifar10", None, "unknown")) == (
+        "Residual vs plain on tfds:cifar10 — seeds 0, 2, 5")
+    assert report_files.title([{"seed": 3}], {}) == "Residual vs plain — seed 3"
+    assert report_files.title([], {}) == "Residual vs plain"
+    assert report_files.data_name("imagefolder:gs://bucket/sets/cats/png") == "imagefolder:cats/png"
+    assert report_files.data_name("imagefolder:../shared/cifar10/png") == "imagefolder:cifar10/png"
+
+
+def _residual_pair(correct_resnet, correct_plain, ids=EVAL_IDS, seed=0):
+    """RunResults of cifar_resnet20 and cifar_plain20 on `ids` eval (and train) images, the
+    first `correct_*` right: nested, so every discordant pair is the residual net's."""
+    labels = tuple(i % 3 for i in range(ids))
+
+    def preds(correct):
+        split = SplitPredictions(tuple(f"img{i}" for i in range(ids)), labels, tuple(
+            y if i < correct else (y + 1) % 3 for i, y in enumerate(labels)))
+        return Predictions(eval=split, train=split)
+
+    return [ablation.RunResult(history(RESNET, seed, [0.5, correct_resnet / ids]),
+                               preds(correct_resnet)),
+            ablation.RunResult(history(PLAIN, seed, [0.4, correct_plain / ids]),
+                               preds(correct_plain))]
+
+
+def test_a_p_value_that_underflows_reads_below_1e_300_never_0():
+    """3,000 discordant pairs all one way: McNemar's p is 2 * 0.5**3000, 0.0 in floating point."""
+    results = _residual_pair(3000, 0, ids=3000)
+    [row] = [r for r in ablation.rows(results) if r["model"] == RESNET]
+    [verdict] = [v for v in ablation.verdicts(results) if v["split"] == "test"]
+    assert row["mcnemar_p"] == verdict["p_value"] == 0.0  # the statistic itself is unchanged
+    assert verdict["sentence"].endswith(", McNemar p < 1e-300: residual better.")
+    [cells] = [c for c in report_files.display_rows(ablation.rows(results)) if c["model"] == RESNET]
+    assert cells["McNemar p"] == "< 1e-300"
+    assert [ablation.format_p(p) for p in (0.0, 1e-301, 2.68e-13, 0.5, None)] == [
+        "< 1e-300", "< 1e-300", "2.68e-13", "0.5", ""]
+
+
+def test_a_verdict_sentence_is_in_error_terms_with_the_statistic_unchanged():
+    results = _residual_pair(150, 100)
+    [verdict] = [v for v in ablation.verdicts(results) if v["split"] == "test"]
+    interval, p_value = ablation.paired_difference(*[[i < c for i in range(EVAL_IDS)]
+                                                     for c in (150, 100)])
+    assert (verdict["gap"], verdict["ci_low"], verdict["ci_high"]) == pytest.approx(
+        (interval.estimate, interval.low, interval.high))  # accuracy, as before
+    assert verdict["sentence"] == (
+        f"On test ({EVAL_IDS} images), {RESNET} − {PLAIN} = -25.00 points of error (25.00 % vs "
+        f"50.00 %; 95 % CI {-100 * interval.high:+.2f} to {-100 * interval.low:+.2f}, paired, on "
+        f"these images; after 2 epochs, 1 seed), McNemar p = {p_value:.3g}: residual better.")
+
+
+def test_the_runs_table_explains_every_missing_gap_and_drops_empty_columns():
+    """Seed 0 without predictions (no interval), seed 1 paired, seed 2 without its plain twin."""
+    unpaired = [dataclasses.replace(r, predictions=None) for r in _residual_pair(150, 100)]
+    results = unpaired + _residual_pair(140, 110, seed=1) + _residual_pair(120, 0, seed=2)[:1]
+    cells, columns, notes = report_files.runs_table(ablation.rows(results))
+    gaps = {(c["model"], c["seed"]): c[report_files.GAP_COLUMN] for c in cells}
+    assert gaps[(RESNET, "0")] == "-25.00 ¹" and gaps[(PLAIN, "0")] == ""
+    assert re.fullmatch(r"-15\.00 \(-\d+\.\d\d to -\d+\.\d\d\)", gaps[(RESNET, "1")])
+    assert gaps[(RESNET, "2")] == "— ²"
+    assert "best val acc" not in columns and "McNemar p" in columns
+    assert notes[0].startswith("¹ No interval and no McNemar p for this seed")
+    assert notes[1].startswith("² No gap: this residual net or its plain twin")
+    assert notes[-1].endswith("Left out, empty in every row: best val acc.")
+
+
+def test_the_per_model_table_is_mean_and_sd_over_seeds():
+    results = _residual_pair(150, 100) + _residual_pair(140, 110, seed=1)
+    rows = ablation.rows(results)
+    cells, columns = report_files.model_table(ablation.summarize(rows), rows)
+    assert columns == ["model", "seeds", "test error, %", "training error, %"]
+    resnet = next(c for c in cells if c["model"] == RESNET)
+    errors = [100 * (1 - 150 / EVAL_IDS), 100 * (1 - 140 / EVAL_IDS)]
+    assert resnet == {"model": RESNET, "epochs": "2", "seeds": "2",
+                      "test error, %": f"{statistics.fmean(errors):.2f} ± "
+                                       f"{statistics.stdev(errors):.2f}",
+                      "training error, %": "27.50 ± 3.54"}
+
+
+def test_provenance_paths_are_shown_from_their_root():
+    provenance = {"merged pipeline roots": ["/runs/a/seed0", "/srv/b/seed1"],
+                  "config": {"pipeline_root": "/runs/a/seed0",
+                             "data": "imagefolder:/home/me/sets/cifar10/png"},
+                  "notes": "see /runs/a/seed0/Trainer/1 and gs://bucket/x/y, docs/a/b.json"}
+    roots = report_files.pipeline_roots(provenance)
+    assert report_files.relative_paths(provenance, roots) == {
+        "merged pipeline roots": ["seed0", "seed1"],
+        "config": {"pipeline_root": "seed0", "data": "imagefolder:…/cifar10/png"},
+        "notes": "see seed0/Trainer/1 and gs://bucket/x/y, docs/a/b.json"}
+
+
+def test_learning_rate_drops_come_from_the_histories_or_the_step_schedule():
+    from components import plots
+
+    steps = history(RESNET, 0, [0.3, 0.4, 0.5, 0.6, 0.7], images_per_second=[100.0] * 5)
+    rates = (0.1, 0.1, 0.01, 0.01, 0.001)
+    stepped = dataclasses.replace(steps, epochs=tuple(
+        dataclasses.replace(e, learning_rate=r) for e, r in zip(steps.epochs, rates)))
+    cosine = dataclasses.replace(steps, epochs=tuple(
+        dataclasses.replace(e, learning_rate=0.1 * (1 - i / 10)) for i, e in enumerate(steps.epochs)))
+    assert plots.learning_rate_drops([stepped, cosine]) == [2, 4]
+    assert plots.learning_rate_drops([cosine]) == []
+    configured = dataclasses.replace(steps, training={"schedule": "step",
+                                                      "step_decay_epochs": [3, 9]})
+    assert plots.learning_rate_drops([configured]) == [3]  # within the 5 epochs run
+
+
+def test_every_figure_speaks_one_line_style(tmp_path):
+    """In each figure's SVG, a model's line is solid if residual, dashed if plain, and has its
+    twin's colour; depths differ in colour."""
+    runs = [ablation.RunResult(history(name, seed, [0.3 + 0.1 * seed, 0.5]), predictions(120),
+                               responses=LayerResponses(("a_bn", "b_bn"), (1.0, 0.5), EVAL_IDS))
+            for name in (RESNET, PLAIN, "cifar_resnet56", "cifar_plain56") for seed in (0, 1)]
+    _, paths = report.render(runs, tmp_path)
+    colours = {}
+    for key in ("errors", "curves", "responses"):
+        root = ElementTree.parse(paths[f"{key}_svg"]).getroot()
+        lines = {g.get("id").split("-", 1)[1]: next(g.iter(f"{SVG}path")).get("style")
+                 for g in root.iter(f"{SVG}g") if re.search(r"-cifar_\w+$", g.get("id", ""))}
+        assert set(lines) == {RESNET, PLAIN, "cifar_resnet56", "cifar_plain56"}, key
+        for name, style in lines.items():
+            assert ("stroke-dasharray" in style) == ("plain" in name), (key, name, style)
+            assert "stroke-width: 2" in style
+            colour = re.search(r"stroke: (#[0-9a-f]{6})", style).group(1)
+            assert colours.setdefault(name.replace("plain", "resnet"), colour) == colour
+    assert colours[RESNET] != colours["cifar_resnet56"]
+
+
+def test_the_terminal_summary_wraps_and_shows_no_markup():
+    results = _residual_pair(150, 100) + _residual_pair(140, 110, seed=1)
+    rows = ablation.rows(results)
+    content = {"rows": rows, "summary": ablation.summarize(rows),
+               "verdicts": ablation.verdicts(results), "provenance": _provenance(),
+               "warnings": ["train: 2 file(s) skipped as truncated"]}
+    text = report_files.terminal_summary(content, width=60)
+    lines = text.splitlines()
+    assert lines[:3] == ["Residual vs plain on imagefolder:cifar10/png — profile",
+                         "cifar_cpu, seeds 0–1, 2026-11-27", ""]
+    assert lines[3].split() == ["model", "seeds", "test", "error,", "%", "training", "error,",
+                                "%"]
+    assert all(len(line) <= 60 for line in lines)
+    assert "Verdicts:" in lines and "Data warnings:" in lines and "![" not in text
+    for verdict in content["verdicts"]:
+        assert f"- {verdict['sentence']}" in " ".join(text.split())
 
 
 # --------------------------------------------------------------------------- in a pipeline
@@ -531,9 +701,14 @@ def test_a_published_shard_gives_back_its_report_inputs(tmp_path):
     folders = [tmp_path / "published" / "runs" / f"seed{s}" for s in (0, 1)]
     for part, folder in zip(parts, folders):
         written = artifacts.publish_runs(part, folder)
-        assert sorted(p.name for p in written) == sorted(
-            [artifacts.SHARD_FILE] + [f"{m}_seed{part.results[0].history.seed}.{kind}"
+        seed = part.results[0].history.seed
+        assert sorted(p.name for p in written if p.parent == folder) == sorted(
+            [artifacts.SHARD_FILE] + [f"{m}_seed{seed}.{kind}"
                                       for m in (RESNET, PLAIN) for kind in artifacts.RUN_FILES])
+        # and each run's TensorBoard events, written from its history
+        board = folder / artifacts.TENSORBOARD
+        assert sorted(p.relative_to(board).parts[0] for p in written if board in p.parents) == \
+            sorted([f"{m}_seed{seed}" for m in (RESNET, PLAIN)] * 2)  # events + digest each
         back = artifacts.read_published(str(folder))
         assert back.results == sorted(part.results, key=lambda r: r.history.model)
         assert (back.data, back.config_json, back.code_version, back.run_name,
@@ -562,7 +737,9 @@ def test_a_shard_published_with_histories_only_still_merges(tmp_path):
     folder = tmp_path / "runs" / "seed0"
     artifacts.publish_runs(_root_report(tmp_path / "seed0", 0, (0.9, 0.6)), folder)
     for path in folder.glob("*"):
-        if path.name != artifacts.SHARD_FILE and not path.name.endswith(".history.json"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != artifacts.SHARD_FILE and not path.name.endswith(".history.json"):
             path.unlink()
     artifacts.publish_runs(full, tmp_path / "runs" / "seed1")
     paths = artifacts.render_report([str(folder), str(tmp_path / "runs" / "seed1")],
