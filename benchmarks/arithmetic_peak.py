@@ -22,7 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import components  # noqa: F401,I001  (oneDNN on before TensorFlow loads, as every run)
 import tensorflow as tf
 
-from components import processor, trainer
+from components import hardware, processor
 
 
 def matmul_rate(size: int, dtype: tf.DType, products: int, repeats: int) -> float:
@@ -53,8 +53,8 @@ def main() -> int:
     args = parser.parse_args()
     rates = {name: matmul_rate(args.size, dtype, args.products, args.repeats)
              for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16))}
-    result = {"cpu": trainer.describe_devices(), "cpu_flags": list(processor.speed_flags()),
-              "onednn": trainer.onednn_enabled(), "tensorflow": tf.__version__,
+    result = {"cpu": hardware.describe_devices(), "cpu_flags": list(processor.speed_flags()),
+              "onednn": hardware.onednn_enabled(), "tensorflow": tf.__version__,
               "size": args.size, "products": args.products, "repeats": args.repeats,
               **{f"{name}_gflops": round(rate / 1e9, 1) for name, rate in rates.items()}}
     print(json.dumps(result))

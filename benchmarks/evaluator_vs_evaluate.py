@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.data_source import LABEL_KEY
-from components.trainer import read_records
+from components.input_pipeline import read_records
 from pipeline import artifacts
 from pipeline.pipeline import DEFAULT_BEAM_ARGS
 

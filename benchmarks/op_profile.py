@@ -1,6 +1,6 @@
 """Where the Trainer's training step spends its time, op by op (TensorFlow's profiler).
 
-Builds a CIFAR net as the Trainer does (``trainer.compiled_model``, its compiled train step),
+Builds a CIFAR net as the Trainer does (``optimisation.compiled_model``, its compiled train step),
 trains `--warmup` untimed steps on random images, then profiles `--steps` steps with
 ``tf.profiler.experimental`` and sums the host's TensorFlow op events by op type from the
 trace (the XPlane file the profiler writes). Prints the processor, whether oneDNN is on, the
@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from components import processor, trainer
+from components import hardware, optimisation, processor
 from pipeline.config import TrainingConfig
 
 HOST_PLANE = "/host:CPU"
@@ -69,9 +69,9 @@ def main() -> int:
     args = parser.parse_args()
 
     training = TrainingConfig(batch_size=args.batch, mixed_precision=args.precision)
-    precision = trainer.set_precision(training.mixed_precision)
+    precision = hardware.set_precision(training.mixed_precision)
     keras.utils.set_random_seed(0)
-    model = trainer.compiled_model(args.model, 10, 32, training, 100)
+    model = optimisation.compiled_model(args.model, 10, 32, training, 100)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.normal(size=(args.batch, 32, 32, 3)).astype("float32"))
     labels = tf.constant(rng.integers(0, 10, args.batch))
@@ -92,14 +92,14 @@ def main() -> int:
     op_total = sum(totals.values())
     ranked = sorted(totals.items(), key=lambda item: -item[1])
     print(f"{processor.describe()} [{' '.join(processor.speed_flags())}], TensorFlow "
-          f"{tf.__version__}, oneDNN {'on' if trainer.onednn_enabled() else 'off'}, {precision}")
+          f"{tf.__version__}, oneDNN {'on' if hardware.onednn_enabled() else 'off'}, {precision}")
     print(f"{args.model} batch {args.batch}: {args.steps} steps in {seconds:.2f} s "
           f"({args.steps * args.batch / seconds:.0f} img/s under the profiler); op time "
           f"{op_total:.2f} s (summed over threads)")
     for name, value in ranked[:args.top]:
         print(f"  {name:<40} {value:8.3f} s  {100 * value / op_total:5.1f} %")
     print(json.dumps({"model": args.model, "batch": args.batch, "precision": precision,
-                      "onednn": trainer.onednn_enabled(), "cpu": processor.describe(),
+                      "onednn": hardware.onednn_enabled(), "cpu": processor.describe(),
                       "cpu_flags": list(processor.speed_flags()), "steps": args.steps,
                       "seconds": round(seconds, 3), "op_seconds": {
                           name: round(value, 4) for name, value in ranked[:args.top]}}))

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import processor, trainer
+from components import hardware, input_pipeline, optimisation, processor
 from pipeline import artifacts, config as config_lib, local_runner
 from pipeline.config import TrainingConfig
 
@@ -56,7 +56,7 @@ def build_inputs(data: str, image_size: int, images: int, workdir: str) -> tuple
 
 def in_memory_arrays(pattern: str, tf_transform_output) -> tuple[np.ndarray, np.ndarray]:
     """Every train image decoded, resized and normalised once, as NumPy arrays."""
-    dataset = trainer.make_dataset(pattern, tf_transform_output, 256)
+    dataset = input_pipeline.make_dataset(pattern, tf_transform_output, 256)
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
     return np.concatenate(images), np.concatenate(labels)
 
@@ -98,34 +98,34 @@ def main() -> int:
                              "`ablation run --deterministic`")
     args = parser.parse_args()
     if args.deterministic:  # first: the thread pools are sized before TensorFlow's runtime starts
-        trainer.configure_threads(TrainingConfig(intra_op_threads=os.cpu_count()))
+        hardware.configure_threads(TrainingConfig(intra_op_threads=os.cpu_count()))
         tf.config.experimental.enable_op_determinism()
 
     pattern, transform_dir = build_inputs(args.data, args.image_size, args.images, args.workdir)
     tf_transform_output = tft.TFTransformOutput(transform_dir)
     training = TrainingConfig(batch_size=args.batch, augment=args.augment, xla=args.xla,
                               mixed_precision=args.precision)
-    precision = trainer.set_precision(training.mixed_precision)
-    strategy = trainer.distribution_strategy()
+    precision = hardware.set_precision(training.mixed_precision)
+    strategy = hardware.distribution_strategy()
     images, labels = in_memory_arrays(pattern, tf_transform_output)
     num_classes = int(labels.max()) + 1
 
-    pipeline_data = trainer.training_dataset(
+    pipeline_data = input_pipeline.training_dataset(
         pattern, tf_transform_output, args.batch, seed=0,
         steps_per_epoch=max(len(images) // args.batch, 1), epochs=range(100),
         shuffle_buffer=training.shuffle_buffer, augment=args.augment,
-        in_memory=trainer.fits_in_memory(training, len(images), 0, args.image_size))
+        in_memory=input_pipeline.fits_in_memory(training, len(images), 0, args.image_size))
     bare_data = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=0)
                  .repeat().batch(args.batch, drop_remainder=True))
     if args.augment:
         bare_data = bare_data.enumerate().map(
-            lambda i, batch: (trainer.augment_batch(batch[0], tf.stack([i, i])), batch[1]),
+            lambda i, batch: (input_pipeline.augment_batch(batch[0], tf.stack([i, i])), batch[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
     bare_data = bare_data.prefetch(tf.data.AUTOTUNE)
     paths = {}
     for name, dataset in (("pipeline", pipeline_data), ("bare", bare_data)):
         keras.utils.set_random_seed(0)
-        model = trainer.compiled_model(args.model, num_classes, args.image_size, training, 100)
+        model = optimisation.compiled_model(args.model, num_classes, args.image_size, training, 100)
         step = model.make_train_function()
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         steps_per_second(step, iterator, args.warmup)  # trace, compile, fill buffers
@@ -144,8 +144,8 @@ def main() -> int:
     bare_ips = statistics.median(paths["bare"][2])
     input_ips = statistics.median(input_rates)
     result = {
-        "cpu": trainer.describe_devices(), "cpu_flags": list(processor.speed_flags()),
-        "onednn": trainer.onednn_enabled(), "tensorflow": tf.__version__,
+        "cpu": hardware.describe_devices(), "cpu_flags": list(processor.speed_flags()),
+        "onednn": hardware.onednn_enabled(), "tensorflow": tf.__version__,
         "deterministic": args.deterministic,
         "model": args.model, "image_size": args.image_size, "batch": args.batch,
         "steps_per_window": args.steps, "windows": args.windows, "precision": precision,

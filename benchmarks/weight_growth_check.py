@@ -24,7 +24,7 @@ from components.keras_lib import keras  # noqa: I001  (the Keras flavour before 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import trainer
+from components import hardware, input_pipeline, optimisation
 from pipeline import artifacts, config as config_lib
 
 
@@ -42,14 +42,14 @@ def main() -> int:
     output = tft.TFTransformOutput(transform)
     training = config_lib.load_profile(args.profile).training
     size = output.transformed_feature_spec()["image"].shape[0]
-    steps_per_epoch = trainer.count_examples(pattern) // training.batch_size
+    steps_per_epoch = input_pipeline.count_examples(pattern) // training.batch_size
     for precision in ("off", "auto"):
-        policy = trainer.set_precision(precision)
+        policy = hardware.set_precision(precision)
         keras.utils.set_random_seed(0)
-        model = trainer.compiled_model(args.model, 10, size, training, steps_per_epoch)
-        data = trainer.training_dataset(pattern, output, training.batch_size, seed=0,
-                                        steps_per_epoch=args.steps, epochs=range(1),
-                                        augment=training.augment, in_memory=True)
+        model = optimisation.compiled_model(args.model, 10, size, training, steps_per_epoch)
+        data = input_pipeline.training_dataset(pattern, output, training.batch_size, seed=0,
+                                               steps_per_epoch=args.steps, epochs=range(1),
+                                               augment=training.augment, in_memory=True)
         before = float(tf.add_n(model.losses))
         started = time.perf_counter()
         logs = model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0).history

@@ -4,7 +4,7 @@ Importing the package turns TensorFlow's oneDNN kernels on for this process and 
 it starts (Beam workers, a Trainer's child), unless ``TF_ENABLE_ONEDNN_OPTS`` is set already:
 TensorFlow enables them by itself only on x86 processors with AVX-512 VNNI or newer, and
 leaves them off on AVX2-only ones, where training with them is 1.6-2.2x faster (README,
-Performance). It acts only if TensorFlow is not loaded yet; ``trainer.onednn_enabled`` tells
+Performance). It acts only if TensorFlow is not loaded yet; ``hardware.onednn_enabled`` tells
 what a process got. Every entry point of the project imports ``components`` before TensorFlow.
 """
 

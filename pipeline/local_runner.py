@@ -187,7 +187,7 @@ def run(config: config_lib.PipelineConfig, *, data_only: bool = False) -> list:
     """Validates `config`, runs the pipeline locally, prints and returns what each component did."""
     config_lib.validate(config)  # before TFX loads: a bad config fails in a moment
     _refuse_if_in_use(config.pipeline_root)  # and a busy root too (exclusive_root re-checks)
-    from components.trainer import configure_threads
+    from components.hardware import configure_threads
 
     configure_threads(config.training)  # before any component starts TensorFlow's runtime
     pipeline = _build(config, data_only)  # before anything is written under the root

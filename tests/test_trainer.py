@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import trainer
+from components import hardware, input_pipeline, optimisation, trainer
 from components.contracts import LayerResponses, Predictions, RunHistory
 from pipeline import config as config_lib
 from pipeline.config import TrainingConfig
@@ -129,11 +129,11 @@ def test_a_diverged_run_is_recorded_not_raised(ingested, tmp_path):
 
 def test_record_order_does_not_depend_on_the_core_count(ingested):
     """The reader's interleave width is fixed, so two runs see the same order on any machine."""
-    order = [r.numpy() for r in trainer.read_records(ingested.split_files("train"))]
-    assert trainer.READ_PARALLELISM == 4
+    order = [r.numpy() for r in input_pipeline.read_records(ingested.split_files("train"))]
+    assert input_pipeline.READ_PARALLELISM == 4
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1  # as on a one-core machine
-    single = trainer.read_records(ingested.split_files("train")).with_options(options)
+    single = input_pipeline.read_records(ingested.split_files("train")).with_options(options)
     assert [r.numpy() for r in single] == order and len(order) == 96
 
 
@@ -221,8 +221,9 @@ def test_epoch_data_depends_on_seed_and_epoch_only(ingested):
     transform = tft.TFTransformOutput(ingested.transform_graph)
 
     def batches(epochs, seed=1):
-        dataset = trainer.training_dataset(ingested.split_files("train"), transform, 16, seed=seed,
-                                           steps_per_epoch=4, epochs=epochs, augment=True)
+        dataset = input_pipeline.training_dataset(ingested.split_files("train"), transform, 16,
+                                                  seed=seed, steps_per_epoch=4, epochs=epochs,
+                                                  augment=True)
         return [images.numpy() for images, _ in dataset]
 
     all_epochs, from_epoch_2 = batches(range(0, 3)), batches(range(2, 3))
@@ -239,9 +240,9 @@ def test_decoded_in_memory_and_streamed_epochs_are_identical(ingested):
     transform = tft.TFTransformOutput(ingested.transform_graph)
 
     def batches(in_memory):
-        dataset = trainer.training_dataset(ingested.split_files("train"), transform, 16, seed=3,
-                                           steps_per_epoch=5, epochs=range(0, 2), augment=True,
-                                           in_memory=in_memory)
+        dataset = input_pipeline.training_dataset(ingested.split_files("train"), transform, 16,
+                                                  seed=3, steps_per_epoch=5, epochs=range(0, 2),
+                                                  augment=True, in_memory=in_memory)
         return [(images.numpy(), labels.numpy()) for images, labels in dataset]
 
     streamed, in_memory = batches(False), batches(True)
@@ -249,9 +250,9 @@ def test_decoded_in_memory_and_streamed_epochs_are_identical(ingested):
     # the decoded split is held once, not embedded in the dataset's graph once per epoch
     # (that copy made a 30-epoch, 224-pixel in-memory run need 25 GB); serialising the graph
     # writes the captured variables' values once
-    many_epochs = trainer.training_dataset(ingested.split_files("train"), transform, 16, seed=3,
-                                           steps_per_epoch=5, epochs=range(0, 20),
-                                           in_memory=True)
+    many_epochs = input_pipeline.training_dataset(ingested.split_files("train"), transform, 16,
+                                                  seed=3, steps_per_epoch=5, epochs=range(0, 20),
+                                                  in_memory=True)
     decoded_bytes = sum(images.nbytes for images, _ in in_memory[:6])  # 96 images
     assert len(many_epochs._as_serialized_graph().numpy()) < 2 * decoded_bytes
     for (a_images, a_labels), (b_images, b_labels) in zip(streamed, in_memory):
@@ -262,10 +263,10 @@ def test_decoded_in_memory_and_streamed_epochs_are_identical(ingested):
 def test_augment_batch_flips_and_crops_whole_pixels_per_image():
     images = tf.reshape(tf.range(2 * 8 * 8 * 3, dtype=tf.float32) + 1, [2, 8, 8, 3])
     seed = tf.constant([7, 0], tf.int64)
-    out = trainer.augment_batch(images, seed).numpy()
+    out = input_pipeline.augment_batch(images, seed).numpy()
     assert out.shape == (2, 8, 8, 3)
-    np.testing.assert_array_equal(out, trainer.augment_batch(images, seed).numpy())
-    assert not np.array_equal(out, trainer.augment_batch(images, tf.constant([8, 0], tf.int64)))
+    np.testing.assert_array_equal(out, input_pipeline.augment_batch(images, seed).numpy())
+    assert not np.array_equal(out, input_pipeline.augment_batch(images, tf.constant([8, 0], tf.int64)))
     seen_offsets = set()
     for original, result in zip(images.numpy(), out):
         padded = np.pad(original, [(1, 1), (1, 1), (0, 0)])  # pad 8 // 8 = 1 pixel of zeros
@@ -282,32 +283,32 @@ def test_augment_batch_flips_and_crops_whole_pixels_per_image():
     ("auto", False, True, "mixed_bfloat16"), ("auto", False, False, "float32"),
     ("on", False, False, "mixed_bfloat16"), ("on", True, False, "mixed_float16")])
 def test_precision_policy_follows_the_hardware(monkeypatch, mode, gpu, bf16, policy):
-    monkeypatch.setattr(trainer, "cpu_has_bfloat16", lambda: bf16)
+    monkeypatch.setattr(hardware, "cpu_has_bfloat16", lambda: bf16)
     monkeypatch.setattr(tf.config, "list_physical_devices",
                         lambda kind=None: ["GPU:0"] if gpu and kind == "GPU" else [])
-    assert trainer.precision_policy(mode) == policy
+    assert hardware.precision_policy(mode) == policy
 
 
 def test_cpu_bfloat16_detection_reads_the_cpu_flags():
     with open("/proc/cpuinfo") as file:
         flags = next(line for line in file if line.startswith("flags")).split()
-    assert trainer.cpu_has_bfloat16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert hardware.cpu_has_bfloat16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def test_cache_decision_counts_train_eval_and_subset():
     training = TrainingConfig(memory_cache_mb=860, train_eval_examples=10_000)
-    assert trainer.decoded_bytes(1, 32) == 12_288
-    assert trainer.fits_in_memory(training, 50_000, 10_000, 32)  # 70,000 x 12 KiB = 820 MiB
-    assert not trainer.fits_in_memory(training, 60_000, 10_000, 32)  # 80,000: 938 MiB
-    assert not trainer.fits_in_memory(TrainingConfig(memory_cache_mb=0), 10, 10, 32)
+    assert input_pipeline.decoded_bytes(1, 32) == 12_288
+    assert input_pipeline.fits_in_memory(training, 50_000, 10_000, 32)  # 70,000 x 12 KiB = 820 MiB
+    assert not input_pipeline.fits_in_memory(training, 60_000, 10_000, 32)  # 80,000: 938 MiB
+    assert not input_pipeline.fits_in_memory(TrainingConfig(memory_cache_mb=0), 10, 10, 32)
 
 
 def _decay_term(model, scope: str | None) -> float:
     """The weight-decay loss term add_weight_decay adds to `model` (default scope if None)."""
     if scope is None:
-        trainer.add_weight_decay(model, 1e-4)
+        optimisation.add_weight_decay(model, 1e-4)
     else:
-        trainer.add_weight_decay(model, 1e-4, scope)
+        optimisation.add_weight_decay(model, 1e-4, scope)
     [term] = model.losses
     return float(term)
 
@@ -343,13 +344,13 @@ def test_weight_decay_scope_reaches_the_compiled_model_and_is_validated():
     assert TrainingConfig().weight_decay_scope == "all"
     for scope in ("all", "kernels"):
         training = dataclasses.replace(TINY, weight_decay=1e-4, weight_decay_scope=scope)
-        model = trainer.compiled_model("cifar_plain20", 10, 8, training, steps_per_epoch=1)
+        model = optimisation.compiled_model("cifar_plain20", 10, 8, training, steps_per_epoch=1)
         decayed = [w for w in model.trainable_weights
                    if scope == "all" or w.name.endswith("kernel:0")]
         [term] = model.losses
         assert float(term) == pytest.approx(1e-4 * _l2(decayed), rel=1e-5)
     with pytest.raises(ValueError, match="all, kernels, got 'bn'"):
-        trainer.add_weight_decay(model, 1e-4, "bn")
+        optimisation.add_weight_decay(model, 1e-4, "bn")
     config = config_lib.with_overrides(config_lib.PipelineConfig(), weight_decay_scope="bn")
     with pytest.raises(config_lib.ConfigError,
                        match="weight_decay_scope must be one of all, kernels, got 'bn'"):
@@ -383,23 +384,23 @@ def test_warmup_schedule_ramps_then_follows_its_kind():
     def rates(schedule, steps):
         return [float(schedule(step)) for step in steps]
 
-    cosine = trainer.WarmupSchedule(peak=0.4, warmup_steps=4, total_steps=104)
+    cosine = optimisation.WarmupSchedule(peak=0.4, warmup_steps=4, total_steps=104)
     assert rates(cosine, [0, 1, 3]) == pytest.approx([0.1, 0.2, 0.4])  # linear to the peak
     assert rates(cosine, [4, 54, 104, 200]) == pytest.approx([0.4, 0.2, 0.0, 0.0], abs=1e-6)
-    step = trainer.WarmupSchedule(peak=0.1, warmup_steps=0, total_steps=100, kind="step",
-                                  boundaries=(50, 75))
+    step = optimisation.WarmupSchedule(peak=0.1, warmup_steps=0, total_steps=100, kind="step",
+                                       boundaries=(50, 75))
     assert rates(step, [0, 49, 50, 74, 75, 99]) == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    flat = trainer.WarmupSchedule(peak=0.3, warmup_steps=2, total_steps=10, kind="constant")
+    flat = optimisation.WarmupSchedule(peak=0.3, warmup_steps=2, total_steps=10, kind="constant")
     assert rates(flat, [0, 1, 2, 9]) == pytest.approx([0.15, 0.3, 0.3, 0.3])
-    restored = trainer.WarmupSchedule(**step.get_config())
+    restored = optimisation.WarmupSchedule(**step.get_config())
     assert rates(restored, [49, 50, 75]) == rates(step, [49, 50, 75])
 
 
 def test_learning_rate_schedule_converts_epochs_to_steps():
     training = TrainingConfig(epochs=12, batch_size=128, base_learning_rate=0.2,
                               warmup_epochs=0.5, schedule="step", step_decay_epochs=(6, 9))
-    schedule = trainer.learning_rate_schedule(training, steps_per_epoch=390)
+    schedule = optimisation.learning_rate_schedule(training, steps_per_epoch=390)
     assert (schedule.peak, schedule.warmup_steps, schedule.total_steps, schedule.boundaries) == (
         0.1, 195, 4680, (2340, 3510))
 
@@ -443,7 +444,7 @@ def test_onednn_is_on_unless_the_user_chose_otherwise(setting, expected):
     if setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
     done = subprocess.run(
-        [sys.executable, "-c", "import components.trainer as t; print(t.onednn_enabled())"],
+        [sys.executable, "-c", "import components.hardware as h; print(h.onednn_enabled())"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == expected
@@ -451,12 +452,12 @@ def test_onednn_is_on_unless_the_user_chose_otherwise(setting, expected):
 
 _STEPS_CHILD = """
 import json, numpy as np
-from components import trainer
+from components import hardware, optimisation
 from components.keras_lib import keras
 from pipeline.config import TrainingConfig
 keras.utils.set_random_seed(0)
 training = TrainingConfig(batch_size=32, warmup_epochs=0, schedule="constant", mixed_precision="off")
-model = trainer.compiled_model("cifar_resnet20", 10, 32, training, 10)
+model = optimisation.compiled_model("cifar_resnet20", 10, 32, training, 10)
 rng = np.random.default_rng(0)
 images, labels = rng.normal(size=(96, 32, 32, 3)).astype("float32"), rng.integers(0, 10, 96)
 import tensorflow as tf
@@ -465,7 +466,7 @@ with tf.GradientTape() as tape:
     loss = model.compiled_loss(tf.constant(labels[:32]), predicted) + sum(model.losses)
 gradients = tape.gradient(loss, model.trainable_variables)
 history = model.fit(images, labels, batch_size=32, epochs=2, shuffle=False, verbose=0)
-print(json.dumps({"onednn": trainer.onednn_enabled(), "loss": history.history["loss"],
+print(json.dumps({"onednn": hardware.onednn_enabled(), "loss": history.history["loss"],
                   "gradients": [float(tf.norm(g)) for g in gradients]}))
 """
 
