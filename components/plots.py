@@ -72,11 +72,12 @@ def model_styles(models: Iterable[str]) -> dict[str, dict]:
 
 
 def learning_rate_drops(histories: Sequence[RunHistory]) -> list[int]:
-    """Epochs after which some run's learning rate fell to half or less (a step schedule's
-    drops; a cosine decay never halves from one epoch to the next): from the histories'
-    per-epoch rates, else, when they show none, the ``step_decay_epochs`` of a ``step``
-    schedule within the runs' epochs."""
-    drops = {previous.epoch for h in histories for previous, entry in zip(h.epochs, h.epochs[1:])
+    """Epochs after which a run with a ``step`` schedule saw its learning rate fall to half or
+    less: from the histories' per-epoch rates, else, when they show none, the schedule's
+    ``step_decay_epochs`` within the runs' epochs. A cosine or constant schedule has no drops
+    (a short cosine decay halves from one epoch to the next near its end: not a drop)."""
+    stepped = [h for h in histories if h.training.get("schedule") == "step"]
+    drops = {previous.epoch for h in stepped for previous, entry in zip(h.epochs, h.epochs[1:])
              if entry.learning_rate <= previous.learning_rate / 2}
     if drops or not histories:
         return sorted(drops)
@@ -141,7 +142,8 @@ def plot_error_curves(histories: Sequence[RunHistory], output: pathlib.Path,
 
 def plot_loss_curves(histories: Sequence[RunHistory], output: pathlib.Path,
                      styles: Mapping[str, dict] | None = None, svg: bool = True) -> pathlib.Path:
-    """Training loss (Keras' running mean, augmented) and eval loss (log axis) per epoch, every
+    """Training loss (Keras' running mean, augmented) and eval loss (on a log axis when it
+    spans more than a decade) per epoch, every
     model on shared axes; mean over seeds with a min–max band, learning-rate drops marked."""
     groups = _by_model(histories)
     styles = styles or model_styles(groups)
@@ -152,7 +154,9 @@ def plot_loss_curves(histories: Sequence[RunHistory], output: pathlib.Path,
                   f"{key}-{name}")
     for axes, label in zip(panels, ("training loss (cross-entropy)", "eval loss (cross-entropy)")):
         _epoch_axis(axes, label, learning_rate_drops(histories))
-    panels[1].set_yscale("log")  # an early eval loss of a plain net can be 100x the rest
+    low, high = panels[1].get_ylim()
+    if low > 0 and high / low > 10:  # an early eval loss of a plain net can be 100x the rest
+        panels[1].set_yscale("log")
     _legend(figure, panels[1].get_legend_handles_labels())
     figure.suptitle(f"Loss during training\n{BAND_TEXT}", fontsize="medium")
     return _save(figure, output, svg)

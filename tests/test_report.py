@@ -510,10 +510,12 @@ def test_learning_rate_drops_come_from_the_histories_or_the_step_schedule():
 
     steps = history(RESNET, 0, [0.3, 0.4, 0.5, 0.6, 0.7], images_per_second=[100.0] * 5)
     rates = (0.1, 0.1, 0.01, 0.01, 0.001)
-    stepped = dataclasses.replace(steps, epochs=tuple(
+    stepped = dataclasses.replace(steps, training={"schedule": "step"}, epochs=tuple(
         dataclasses.replace(e, learning_rate=r) for e, r in zip(steps.epochs, rates)))
-    cosine = dataclasses.replace(steps, epochs=tuple(
-        dataclasses.replace(e, learning_rate=0.1 * (1 - i / 10)) for i, e in enumerate(steps.epochs)))
+    # a short cosine decay (warm-up, then 4 epochs) halves near its end: still no drop
+    cosine_rates = (0.0125, 0.0107, 0.0063, 0.0018, 0.0)
+    cosine = dataclasses.replace(steps, training={"schedule": "cosine"}, epochs=tuple(
+        dataclasses.replace(e, learning_rate=r) for e, r in zip(steps.epochs, cosine_rates)))
     assert plots.learning_rate_drops([stepped, cosine]) == [2, 4]
     assert plots.learning_rate_drops([cosine]) == []
     configured = dataclasses.replace(steps, training={"schedule": "step",
