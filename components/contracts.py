@@ -63,9 +63,23 @@ class TrainingConfig:
     train_eval_every: int = 1
     # auto: mixed_float16 with a GPU visible, mixed_bfloat16 on a CPU with bfloat16 units
     # (AVX512_BF16 or AMX), else float32; on: mixed_float16 on GPUs, mixed_bfloat16 on CPUs;
-    # off: float32 (bitwise comparable with float32 runs). Softmax and loss stay float32.
-    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    # off: float32 (bitwise comparable with float32 runs); float16: mixed_float16 everywhere,
+    # CPUs too (slow there: it tests the GPU path). Softmax and loss stay float32; under
+    # mixed_float16 Keras wraps SGD in a LossScaleOptimizer (dynamic loss scaling, its scale
+    # checkpointed with the optimizer).
+    mixed_precision: Literal["auto", "on", "off", "float16"] = "auto"
+    # XLA-compiles Keras' train, test and predict steps (jit_compile). The input pipeline
+    # (decoding, the Transform graph, augmentation) runs in tf.data, outside the compiled step,
+    # and so do the callbacks, predictions.json's argmax and the export; XLA fuses and reorders
+    # float arithmetic, so an XLA run matches a non-XLA one to float rounding, not bitwise.
     xla: bool = False
+    # Devices training is split over (data parallel, MirroredStrategy); batch_size is the
+    # global batch, each replica takes batch_size / replicas. None: every GPU when there are
+    # several (MirroredStrategy), else the default one-device strategy. N on a machine without
+    # GPUs splits the CPU into N logical devices: the multi-GPU code path on a CPU, for tests.
+    # BatchNorm normalises with each replica's own batch statistics, as multi-GPU training in
+    # the paper's time did (see optimisation.compiled_model).
+    replicas: int | None = None
     deterministic: bool = False  # bitwise-reproducible CPU runs (slower)
     # TensorFlow's intra-op threads (inter-op: 1); None: its default, one per usable core. Set
     # it, with deterministic = true, for identical results on machines with other core counts.

@@ -78,8 +78,25 @@ def compiled_model(name: str, num_classes: int, image_size: int, training: Train
                    steps_per_epoch: int, shortcut: str | None = None) -> keras.Model:
     """Builds and compiles variant `name` under the distribution strategy, as the Trainer does:
     SGD with momentum and the warm-up schedule, coupled weight decay, optional XLA; the
-    optimizer's variables are created here (built), so a checkpoint restores all of them."""
-    with distribution_strategy().scope():
+    optimizer's variables are created here (built), so a checkpoint restores all of them.
+
+    Several replicas (``TrainingConfig.replicas``, or several GPUs): the model, the optimizer
+    and the weight-decay loss are created under the MirroredStrategy's scope and Keras' fit
+    splits each global batch of ``batch_size`` into ``batch_size / replicas`` per replica.
+    Keras scales each replica's cross-entropy (mean over its batch) and the regularization
+    losses (``model.losses``, the weight-decay term) by 1 / replicas and the gradients are
+    summed over replicas: the gradient of the global batch's mean cross-entropy plus the
+    weight-decay gradient once, so the rate (scaled by the global batch) means what it means
+    on one device (tests/test_distribution.py checks it against a one-device step).
+
+    BatchNorm normalises with each replica's own batch statistics (Keras' default
+    BatchNormalization, not the synchronized one): what the paper's multi-GPU training did
+    (Caffe and fb.resnet.torch computed BN per GPU on its share of the batch; He et al. 2015,
+    sec. 3.4, batch 256 over 8 GPUs), and no cross-replica all-reduce in every BN layer. Its
+    moving statistics are per replica too (ON_READ variables, read and checkpointed as their
+    mean); ``training_callbacks.ReplicaStatistics`` makes every replica evaluate with that
+    mean, so the validation metrics do not depend on which replica evaluated which batch."""
+    with distribution_strategy(training.replicas).scope():
         model = models.build_model(name, num_classes, (image_size, image_size, 3),
                                    shortcut=shortcut)
         add_weight_decay(model, training.weight_decay, training.weight_decay_scope)

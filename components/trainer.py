@@ -16,6 +16,10 @@ serving-model directory holds only ``contracts.DIVERGED_FILE``.
 A Trainer started again with the same inputs and settings resumes from the checkpoint of its
 last finished epoch and trains exactly as an uninterrupted run.
 
+``TrainingConfig.replicas`` (or several GPUs) trains data-parallel under a MirroredStrategy:
+the same run, batch_size the global batch (see ``optimisation.compiled_model`` for the loss
+scaling and BatchNorm statistics, ``hardware.configure_replicas`` for CPU replicas).
+
 ``run_fn`` reads as one run, top to bottom; the pieces it puts together are in
 ``input_pipeline`` (the data), ``hardware`` (threads, devices, precision), ``optimisation``
 (the compiled model), ``training_callbacks`` (what each epoch records) and ``export`` (the
@@ -64,6 +68,7 @@ from components.training_callbacks import (
     EpochCheckpoint,
     EpochScalars,
     HistoryRecorder,
+    ReplicaStatistics,
     predict_split,
     read_history,
     write_history,
@@ -124,9 +129,12 @@ def run_fn(fn_args) -> None:
     recorder = HistoryRecorder(
         history, steps * train.batch_size, [fn_args.model_run_dir, checkpoint.directory],
         lambda: model.evaluate(train_subset, verbose=0, return_dict=True), train.train_eval_every)
-    callbacks = _callbacks(recorder, checkpoint, fn_args.model_run_dir)
+    callbacks = _callbacks(recorder, checkpoint, fn_args.model_run_dir,
+                           replicated=model.distribute_strategy.num_replicas_in_sync > 1)
     _announce(settings, history, steps, first_epoch)
     if first_epoch < train.epochs:  # else killed after the last epoch: only _finish is left
+        # under several replicas Keras distributes these datasets over the model's strategy
+        # itself (experimental_distribute_dataset: each global batch split between replicas)
         model.fit(input_pipeline.training_dataset(
                       fn_args.train_files, tf_transform_output, train.batch_size,
                       seed=settings.seed, steps_per_epoch=steps,
@@ -151,6 +159,7 @@ def _set_up_process(settings: TrainerSettings) -> str:
     (the pools before TensorFlow's runtime starts); returns the policy's name."""
     train = settings.training
     hardware.configure_threads(train)
+    hardware.configure_replicas(train.replicas)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings.seed)
@@ -178,8 +187,8 @@ def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps:
         eval_split=eval_split,
         train_subset=min(settings.training.train_eval_examples, train_examples),
         shortcut=shortcut_option(spec.name, settings.shortcut) if spec.residual else "none",
-        device=hardware.describe_devices(), cpu_flags=processor.speed_flags(),
-        onednn=hardware.onednn_enabled(), tensorflow=tf.__version__)
+        device=hardware.describe_devices(settings.training.replicas),
+        cpu_flags=processor.speed_flags(), onednn=hardware.onednn_enabled(), tensorflow=tf.__version__)
 
 
 def _num_classes(schema_path: str) -> int:
@@ -223,18 +232,23 @@ def default_checkpoint_root(model_run_dir: str) -> str:
 
 def _run_key(settings: TrainerSettings, fn_args) -> str:
     """Identifies one training run: same inputs and settings resume the same checkpoints."""
-    identity = json.dumps([dataclasses.asdict(settings), list(fn_args.train_files),
-                           fn_args.transform_graph_path], sort_keys=True, default=str)
+    fields = dataclasses.asdict(settings)
+    if fields["training"]["replicas"] is None:  # the key runs had before replicas existed
+        del fields["training"]["replicas"]
+    identity = json.dumps([fields, list(fn_args.train_files), fn_args.transform_graph_path],
+                          sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def _callbacks(recorder: HistoryRecorder, checkpoint: EpochCheckpoint,
-               model_run_dir: str) -> list[keras.callbacks.Callback]:
-    """The history first, then the checkpoint (never ahead of the history), then TensorBoard."""
+def _callbacks(recorder: HistoryRecorder, checkpoint: EpochCheckpoint, model_run_dir: str,
+               replicated: bool = False) -> list[keras.callbacks.Callback]:
+    """The history first, then the checkpoint (never ahead of the history), then TensorBoard;
+    with several replicas ``ReplicaStatistics`` before them all."""
     logs = os.path.join(model_run_dir, "logs")
-    return [recorder, checkpoint,
-            EpochScalars(recorder, os.path.join(logs, tensorboard_logs.FOLDER)),
-            keras.callbacks.TensorBoard(logs, profile_batch=0)]
+    callbacks = [recorder, checkpoint,
+                 EpochScalars(recorder, os.path.join(logs, tensorboard_logs.FOLDER)),
+                 keras.callbacks.TensorBoard(logs, profile_batch=0)]
+    return [ReplicaStatistics(), *callbacks] if replicated else callbacks
 
 
 def _announce(settings: TrainerSettings, history: RunHistory, steps: int,
@@ -242,7 +256,8 @@ def _announce(settings: TrainerSettings, history: RunHistory, steps: int,
     """Prints what trains, how, on what, and where a resumed run picks up."""
     train = settings.training
     print(f"Training {settings.model} (seed {settings.seed}, {history.precision}, "
-          f"xla={train.xla}, oneDNN {'on' if history.onednn else 'off'}): "
+          f"xla={train.xla}, oneDNN {'on' if history.onednn else 'off'}"
+          + (f", {train.replicas} replicas" if (train.replicas or 1) > 1 else "") + "): "
           f"{train.epochs} epochs x {steps} steps of {train.batch_size} images; validation on "
           f"{history.val_split}" + _resume_note(first_epoch, train.epochs), flush=True)
 

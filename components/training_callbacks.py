@@ -6,6 +6,7 @@
 - ``EpochScalars``: the paper's scalars of every recorded epoch for TensorBoard.
 - ``EpochCheckpoint``: the model, its optimizer and the finished epochs after every epoch, so a
   killed run resumes exactly where it stopped.
+- ``ReplicaStatistics``: one set of BatchNorm moving statistics for every replica's evaluation.
 - ``predict_split``: the predicted class of every example of a split (``predictions.json``).
 
 Files go through ``tf.io.gfile`` (``write_text``): any file system TensorFlow reads will do.
@@ -81,7 +82,8 @@ class HistoryRecorder(keras.callbacks.Callback):
             val_accuracy=contracts.finite(logs.get("val_accuracy")),
             clean_train_loss=contracts.finite(clean.get("cross_entropy")),
             clean_train_accuracy=contracts.finite(clean.get("accuracy")),
-            learning_rate=float(self.model.optimizer.learning_rate),  # the schedule's value now
+            # the schedule's value now (a MirroredVariable under several replicas)
+            learning_rate=float(keras.backend.get_value(self.model.optimizer.learning_rate)),
             seconds=seconds,
             images_per_second=self.images_per_epoch / seconds,
             validation_seconds=self._validation,
@@ -156,6 +158,27 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 os.path.join(self.directory, "checkpoint")]:
             if tf.io.gfile.exists(path):
                 tf.io.gfile.remove(path)
+
+
+class ReplicaStatistics(keras.callbacks.Callback):
+    """Under several replicas, sets every replica's BatchNorm moving statistics to their mean
+    before each evaluation (fit's validation, then the clean train measurement at the epoch's
+    end), so every replica evaluates with the statistics a checkpoint stores and a one-device
+    model reads. Training is unaffected (it normalises with batch statistics), and the mean
+    of the per-replica moving averages evolves as without the sync (the update is linear),
+    so a resumed run evaluates exactly as an uninterrupted one. Place it first."""
+
+    def on_test_begin(self, logs=None):
+        self.synchronize()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.synchronize()
+
+    def synchronize(self) -> None:
+        for layer in self.model.submodules:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                for variable in (layer.moving_mean, layer.moving_variance):
+                    variable.assign(variable.read_value())  # cross-replica: the mean, to all
 
 
 def write_history(history: RunHistory, directories: list[str]) -> None:

@@ -267,8 +267,14 @@ def validate(config: PipelineConfig) -> PipelineConfig:
              f"base_learning_rate must be positive, got {train.base_learning_rate}")
     _require(train.schedule in ("cosine", "step", "constant"),
              f"schedule must be cosine, step or constant, got {train.schedule!r}")
-    _require(train.mixed_precision in ("auto", "on", "off"),
-             f"mixed_precision must be auto, on or off, got {train.mixed_precision!r}")
+    _require(train.mixed_precision in ("auto", "on", "off", "float16"),
+             "mixed_precision must be auto, on or off (or float16: mixed_float16 even on a "
+             f"CPU), got {train.mixed_precision!r}")
+    _require(train.replicas is None or (type(train.replicas) is int and train.replicas >= 1),
+             f"replicas must be a positive integer (or unset: every GPU), got {train.replicas!r}")
+    _require(train.replicas is None or train.batch_size % train.replicas == 0,
+             f"batch_size {train.batch_size} must divide into replicas = {train.replicas} "
+             "equal per-replica batches")
     _require(config.image_size <= MAX_IMAGE_SIZE,
              f"image_size {config.image_size} is above {MAX_IMAGE_SIZE}: every image would be "
              f"resized to {config.image_size}x{config.image_size} (use 32 for CIFAR, 224 for "
