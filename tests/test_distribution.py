@@ -7,10 +7,8 @@ several-replica run happens in a fresh child process."""
 import dataclasses
 import json
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -32,6 +30,7 @@ from tests.test_trainer import (
     _outcome,
     _serialized_examples,
     fn_args,
+    kill_after_first_checkpoint,
 )
 
 _STEP_CHILD = """
@@ -137,17 +136,7 @@ def test_a_stopped_two_replica_run_resumes_as_an_uninterrupted_one(ingested, tmp
     checkpoints = tmp_path / "checkpoints"
     first = fn_args(ingested, tmp_path / "first", "cifar_resnet20", training, seed=3,
                     checkpoint_root=str(checkpoints))
-    child = _child(first)
-    deadline = time.time() + 600
-    while time.time() < deadline and child.poll() is None:
-        if list(checkpoints.rglob("ckpt-*.index")):  # epoch 1 is checkpointed
-            break
-        time.sleep(0.1)
-    assert child.poll() is None, "the run ended before it could be interrupted"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    killed = json.loads((tmp_path / "first" / "run" / "history.json").read_text())["epochs"]
-    assert [e["epoch"] for e in killed] == [1]
+    killed = kill_after_first_checkpoint(first, checkpoints, timeout=600, child=_child)
 
     second = fn_args(ingested, tmp_path / "second", "cifar_resnet20", training, seed=3,
                      checkpoint_root=str(checkpoints))

@@ -155,6 +155,25 @@ def _child(args: FnArgs, *prefix: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def kill_after_first_checkpoint(args: FnArgs, checkpoints: pathlib.Path, timeout: float,
+                                child=None) -> list[dict]:
+    """Runs `args` in a child process (`child`: how to start it, default ``_child``), kills it
+    (SIGKILL) once epoch 1 is checkpointed under `checkpoints`, checks that its history holds
+    epoch 1 alone, and returns that history's epochs."""
+    process = (child or _child)(args)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if list(checkpoints.rglob("ckpt-*.index")):  # epoch 1 is checkpointed
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = json.loads((pathlib.Path(args.model_run_dir) / "history.json").read_text())["epochs"]
+    assert [e["epoch"] for e in killed] == [1]
+    return killed
+
+
 def _outcome(args: FnArgs) -> tuple[dict, list]:
     """The exported model's weights and the history without timings."""
     loaded = tf.saved_model.load(args.serving_model_dir)
@@ -182,17 +201,7 @@ def test_killed_run_resumes_exactly_as_an_uninterrupted_run(ingested, tmp_path):
     checkpoints = tmp_path / "checkpoints"
     first = fn_args(ingested, tmp_path / "first", "cifar_resnet20", RESUMABLE, seed=3,
                     checkpoint_root=str(checkpoints))
-    child = _child(first)
-    deadline = time.time() + 300
-    while time.time() < deadline and child.poll() is None:
-        if list(checkpoints.rglob("ckpt-*.index")):  # epoch 1 is checkpointed
-            break
-        time.sleep(0.1)
-    assert child.poll() is None, "the run ended before it could be interrupted"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    killed = json.loads((tmp_path / "first" / "run" / "history.json").read_text())["epochs"]
-    assert [e["epoch"] for e in killed] == [1]
+    killed = kill_after_first_checkpoint(first, checkpoints, timeout=300)
 
     second = fn_args(ingested, tmp_path / "second", "cifar_resnet20", RESUMABLE, seed=3,
                      checkpoint_root=str(checkpoints))
