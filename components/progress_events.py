@@ -1,6 +1,7 @@
 """Progress events from inside a component to whatever runs it in the same process.
 
-The Trainer emits an ``EpochDone`` after every epoch it records; the local runner listens and
+The Trainer emits a ``MeasuringTrainError`` before an epoch's clean training-error pass and
+an ``EpochDone`` after every epoch it records; the local runner listens and
 draws the study's progress (``pipeline.study_progress``). Where nobody listens (Kubeflow, Vertex
 AI, a test calling ``run_fn``) ``emit`` does nothing, and the Trainer prints Keras' own epoch
 lines instead (``listening``). Imports nothing but the standard library and ``contracts``.
@@ -25,11 +26,24 @@ class EpochDone:
     record: EpochRecord
 
 
-_listeners: list[Callable[[EpochDone], None]] = []
+@dataclasses.dataclass(frozen=True)
+class MeasuringTrainError:
+    """Epoch `epoch` of `epochs` of (`model`, `seed`) is trained; the clean training error on
+    `images` train images is being measured (inference mode, no augmentation)."""
+
+    model: str
+    seed: int
+    epoch: int
+    epochs: int
+    images: int
+
+
+Event = EpochDone | MeasuringTrainError
+_listeners: list[Callable[[Event], None]] = []
 
 
 @contextlib.contextmanager
-def listen(callback: Callable[[EpochDone], None]) -> Iterator[None]:
+def listen(callback: Callable[[Event], None]) -> Iterator[None]:
     """Calls `callback` with every event emitted in this process while the block runs."""
     _listeners.append(callback)
     try:
@@ -43,6 +57,6 @@ def listening() -> bool:
     return bool(_listeners)
 
 
-def emit(event: EpochDone) -> None:
+def emit(event: Event) -> None:
     for callback in list(_listeners):
         callback(event)

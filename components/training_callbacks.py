@@ -71,8 +71,12 @@ class HistoryRecorder(keras.callbacks.Callback):
     def _record(self, epoch: int, logs: dict, seconds: float) -> None:
         last = epoch + 1 == self.params.get("epochs")
         started = time.perf_counter()
-        clean = self.clean_train() if last or (
-            self.clean_every and (epoch + 1) % self.clean_every == 0) else {}
+        measure = last or bool(self.clean_every and (epoch + 1) % self.clean_every == 0)
+        if measure:
+            progress_events.emit(progress_events.MeasuringTrainError(
+                self.history.model, self.history.seed, epoch + 1, self.params.get("epochs"),
+                self.history.train_subset))
+        clean = self.clean_train() if measure else {}
         clean_seconds = time.perf_counter() - started
         entry = EpochRecord(
             epoch=epoch + 1,

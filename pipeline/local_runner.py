@@ -87,7 +87,7 @@ def _study_progress(config: config_lib.PipelineConfig, data_only: bool):
     absl_logging.set_verbosity(absl_logging.INFO)
     absl_logger.addHandler(records)
     try:
-        with progress_events.listen(progress.epoch_done):
+        with progress_events.listen(progress.event):
             yield progress
     finally:
         progress.close()

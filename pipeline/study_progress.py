@@ -9,7 +9,8 @@ three times a 20-layer net's before it has run one. It counts training only: the
 the Evaluators and the report come on top (minutes, in the studies here).
 
 On a terminal the line is a tqdm bar that updates in place and component lines print above it;
-anywhere else (a CI log, a file) every epoch prints one line.
+anywhere else (a CI log, a file) every epoch prints one line, and one more while the epoch's
+clean training error is measured.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from components.progress_events import EpochDone
+from components.progress_events import EpochDone, MeasuringTrainError
 
 
 @dataclasses.dataclass
@@ -82,6 +83,27 @@ class StudyProgress:
         if trainer is not None:
             trainer.finished = True
             self._refresh()
+
+    def event(self, event: EpochDone | MeasuringTrainError) -> None:
+        """What the local runner passes every Trainer event to."""
+        if isinstance(event, MeasuringTrainError):
+            self.measuring(event)
+        else:
+            self.epoch_done(event)
+
+    def measuring(self, event: MeasuringTrainError) -> None:
+        """A line while the clean training error is measured (minutes at 224 pixels)."""
+        trainer = self._trainer_of(event)
+        if trainer is None:
+            return
+        line = (f"Trainer {self._number(trainer)}/{len(self.trainers)} {trainer.model} seed "
+                f"{trainer.seed} · epoch {event.epoch}/{self.epochs} trained · measuring the "
+                f"training error on {event.images:,} images")
+        if self.tty:
+            self._bar().set_description_str(line, refresh=False)
+            self._refresh()
+        else:
+            print(line, file=self.stream, flush=True)
 
     def epoch_done(self, event: EpochDone) -> None:
         trainer = self._trainer_of(event)
@@ -147,7 +169,7 @@ class StudyProgress:
     def _units_total(self) -> float:
         return self.epochs * sum(t.cost for t in self.trainers.values())
 
-    def _trainer_of(self, event: EpochDone) -> _Trainer | None:
+    def _trainer_of(self, event: EpochDone | MeasuringTrainError) -> _Trainer | None:
         current = self.trainers.get(self.current) if self.current else None
         if current and (current.model, current.seed) == (event.model, event.seed):
             return current

@@ -191,7 +191,7 @@ def test_split_folders_keep_labels_ids_and_original_bytes(tmp_path):
         "train": NO_SKIPS, "eval": NO_SKIPS, "examples": {"train": 6, "eval": 4},
         "first_skipped": [], "eval_split_name": "validation",  # eval is the validation/ folder
         "exif_rotated": {"train": 0, "eval": 0}, "large": {"train": 0, "eval": 0},
-        "duplicates_of_train": {"eval": 0}}
+        "duplicates_of_train": {"eval": 0}, "subset": ""}
     assert examples.get_int_custom_property("examples_train") == 6
     assert examples.get_int_custom_property("examples_eval") == 4
     assert examples.get_int_custom_property("num_classes") == 2
@@ -410,7 +410,7 @@ def test_broken_files_are_skipped_counted_and_reported(tmp_path, caplog):
         "examples": {"train": 8, "eval": 1},
         "first_skipped": sorted(str(BROKEN / i) for i in skipped),
         "eval_split_name": "validation", "exif_rotated": {"train": 0, "eval": 0},
-        "large": {"train": 0, "eval": 0}, "duplicates_of_train": {"eval": 0}}
+        "large": {"train": 0, "eval": 0}, "duplicates_of_train": {"eval": 0}, "subset": ""}
     train, evaluation = read_examples(examples, "train"), read_examples(examples, "eval")
     assert ids(train) + ids(evaluation) == kept
     assert {i.split("/")[-1] for i in ids(train)} >= {

@@ -246,7 +246,11 @@ def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
     output = tmp_path / "merged"
     assert cli.main(["report", *map(str, roots), "--output", str(output), "--with-runs"]) == 0
     merged = json.loads((output / "ablation.json").read_text())
-    published = sorted(str(p.relative_to(output)) for p in (output / "runs").rglob("*"))
+    published = sorted(str(p.relative_to(output)) for p in (output / "runs").rglob("*")
+                       if artifacts.TENSORBOARD not in p.relative_to(output).parts)
+    boards = {p.relative_to(output).parts[1:4] for p in (output / "runs").rglob("events.out*")}
+    assert boards == {(f"shard{s}", artifacts.TENSORBOARD, f"{m}_seed{s}")
+                      for s in (0, 1) for m in ("cifar_plain20", "cifar_resnet20")}
     assert published == sorted([f"runs/shard{s}" for s in (0, 1)] + [
         f"runs/shard{s}/{name}" for s in (0, 1) for name in [
             f"{m}_seed{s}.{kind}" for m in ("cifar_plain20", "cifar_resnet20")
@@ -314,5 +318,6 @@ def test_invalid_configuration_fails_before_anything_runs(tmp_path, overrides, m
 def test_cli_reports_bad_profile_in_one_line(capsys):
     assert cli.main(["run", "--profile", "nope"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("ablation run: unknown profile 'nope'; available: cats_vs_dogs, cifar10, "
-                   "cifar_cpu, cifar_cpu_long, cifar_paper, smoke")
+    assert err == ("ablation run: unknown profile 'nope'; available: cats_vs_dogs, "
+                   "cats_vs_dogs_cpu, cifar10, cifar10_224_cpu, cifar_cpu, cifar_cpu_long, "
+                   "cifar_paper, smoke (or a path to a .toml file)")

@@ -213,7 +213,10 @@ def resume_study(tmp_path_factory):
 
 
 def _checkpoint_written(epochs: int):
-    return lambda root, out: bool(list(root.glob(f"checkpoints/*/*/ckpt-{epochs}.index")))
+    """Checkpoint `epochs` is complete: the manager's state file, written after the checkpoint's
+    files, names it."""
+    return lambda root, out: any(f"ckpt-{epochs}" in state.read_text()
+                                 for state in root.glob("checkpoints/*/*/checkpoint"))
 
 
 def _printed(text: str, times: int = 1):
@@ -221,10 +224,11 @@ def _printed(text: str, times: int = 1):
 
 
 KILL_MOMENTS = {  # when to SIGKILL the run: (condition on (root, stdout file), then wait s)
-    "during the second epoch": (_printed("Epoch 2/2"), 0.5),
+    "during the second epoch": (_printed("· epoch 1/2 · "), 0.5),  # epoch 1 recorded
     "right after the first epoch's checkpoint": (_checkpoint_written(1), 0.0),
-    # Keras prints an epoch's line before the callbacks after it: the clean-train pass runs
-    "during the last epoch's clean-train evaluation": (_printed("val_accuracy", 2), 0.0),
+    # the progress line the runner prints as the clean-train pass starts
+    "during the last epoch's clean-train evaluation": (
+        _printed("epoch 2/2 trained · measuring the training error"), 0.0),
     "after the last checkpoint, while exporting": (_checkpoint_written(2), 0.0),
 }
 

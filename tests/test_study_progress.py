@@ -78,3 +78,17 @@ def test_on_a_terminal_the_line_updates_in_place_and_component_lines_print_above
                                            (-3, "0 s")])
 def test_duration_text(seconds, text):
     assert duration_text(seconds) == text
+
+
+def test_the_clean_training_error_pass_gets_a_line_of_its_own():
+    from components.progress_events import MeasuringTrainError
+
+    study, stream = progress()
+    study.component_started("Trainer.big")
+    study.event(MeasuringTrainError("big", 0, 1, 3, 2000))
+    study.event(EpochDone("big", 0, 3, record(1, 30.0, clean=6.0)))
+    lines = stream.getvalue().splitlines()
+    assert lines[1] == ("Trainer 1/2 big seed 0 · epoch 1/3 trained · measuring the training "
+                        "error on 2,000 images")
+    assert lines[2].startswith("Trainer 1/2 big seed 0 · epoch 1/3 · ")
+    assert study.seconds_left() == pytest.approx((72.0, 72.0 + 36.0))  # 36 s a unit of 3
