@@ -96,14 +96,9 @@ class StudyProgress:
         trainer = self._trainer_of(event)
         if trainer is None:
             return
-        line = (f"Trainer {self._number(trainer)}/{len(self.trainers)} {trainer.model} seed "
-                f"{trainer.seed} · epoch {event.epoch}/{self.epochs} trained · measuring the "
-                f"training error on {event.images:,} images")
-        if self.tty:
-            self._bar().set_description_str(line, refresh=False)
-            self._refresh()
-        else:
-            print(line, file=self.stream, flush=True)
+        self._show(f"Trainer {self._number(trainer)}/{len(self.trainers)} {trainer.model} seed "
+                   f"{trainer.seed} · epoch {event.epoch}/{self.epochs} trained · measuring the "
+                   f"training error on {event.images:,} images")
 
     def epoch_done(self, event: EpochDone) -> None:
         trainer = self._trainer_of(event)
@@ -115,7 +110,10 @@ class StudyProgress:
         trainer.epochs_done = record.epoch  # a resumed Trainer's first event skips ahead
         self.measured_seconds += record.seconds + (record.clean_train_seconds or 0.0)
         self.measured_units += trainer.cost  # the record times one epoch, resumed or not
-        line = self.line(trainer, record)
+        self._show(self.line(trainer, record))
+
+    def _show(self, line: str) -> None:
+        """The progress line: the bar's text on a terminal, a printed line elsewhere."""
         if self.tty:
             self._bar().set_description_str(line, refresh=False)
             self._refresh()
