@@ -22,7 +22,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import components  # noqa: F401,I001  (oneDNN on before TensorFlow loads, as every run)
 import tensorflow as tf
 
-from components import hardware, processor
+from components import hardware
+from resnet_ablation import processor
 
 
 def matmul_rate(size: int, dtype: tf.DType, products: int, repeats: int) -> float:

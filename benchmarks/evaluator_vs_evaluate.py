@@ -25,13 +25,13 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.keras_lib import keras  # noqa: F401, I001  (the Keras flavour before TensorFlow)
+from resnet_ablation.keras2 import keras  # noqa: F401, I001  (the Keras flavour before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
-from components.data_source import LABEL_KEY
+from resnet_ablation.data_source import LABEL_KEY
 from components.input_pipeline import read_records
-from pipeline import artifacts
+from pipeline import run_metadata
 from pipeline.pipeline import DEFAULT_BEAM_ARGS
 
 
@@ -41,7 +41,7 @@ def evaluator_runs(root: str) -> list[tuple[str, float, list[str]]]:
     Metadata."""
     from ml_metadata.proto import metadata_store_pb2
 
-    store = artifacts.open_store(root)
+    store = run_metadata.open_store(root)
     found = {}
     for execution in sorted(store.get_executions(), key=lambda e: e.id):
         if execution.last_known_state != metadata_store_pb2.Execution.COMPLETE:
@@ -120,7 +120,7 @@ def main() -> int:
     parser.add_argument("--workdir", default="/tmp/evaluator-benchmark")
     args = parser.parse_args()
     root = str(pathlib.Path(args.root).resolve())
-    examples = artifacts.newest_output_uri(root, "ImageExampleGen", "examples")
+    examples = run_metadata.newest_output_uri(root, "ImageExampleGen", "examples")
     records = list(read_records(os.path.join(examples, "Split-eval", "*")).batch(args.batch))
     labels = np.concatenate([tf.io.parse_example(b, {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)})
                              [LABEL_KEY].numpy() for b in records])

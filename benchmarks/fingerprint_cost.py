@@ -15,7 +15,7 @@ import hashlib
 import sys
 import time
 
-from components import data_source
+from resnet_ablation import data_source
 
 
 def main() -> int:

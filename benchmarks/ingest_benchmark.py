@@ -28,8 +28,8 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from components import image_records
-from components.data_source import SKIPPED_FILE
-from pipeline import artifacts, config as config_lib, local_runner
+from pipeline import config as config_lib, local_runner, run_metadata
+from resnet_ablation.data_source import SKIPPED_FILE
 
 OUTPUTS = {  # component id -> output keys whose bytes on disk are reported
     "ImageExampleGen": ("examples",), "StatisticsGen": ("statistics",),
@@ -60,7 +60,7 @@ def baseline_seconds(folder: str, output: str, level: int | None = None) -> tupl
     at deflate `level` (None: TensorFlow's default, what a notebook gets)."""
     import tensorflow as tf
 
-    from components import data_source
+    from resnet_ablation import data_source
 
     def feature(value: bytes | int) -> tf.train.Feature:
         if isinstance(value, int):
@@ -104,12 +104,13 @@ def main() -> int:
     runs = local_runner.run(config, data_only=True)
     pipeline_seconds = time.perf_counter() - started
 
-    store = artifacts.open_store(root)
-    counts = json.loads(pathlib.Path(artifacts.latest_outputs(
+    store = run_metadata.open_store(root)
+    counts = json.loads(pathlib.Path(run_metadata.latest_outputs(
         store, config.pipeline_name, "ImageExampleGen", "examples")[0].uri, SKIPPED_FILE).read_text())
     examples = sum(counts["examples"].values())
     sizes = {f"{component}.{key}": tree_bytes(a.uri) for component, keys in OUTPUTS.items()
-             for key in keys for a in artifacts.latest_outputs(store, config.pipeline_name, component, key)}
+             for key in keys
+             for a in run_metadata.latest_outputs(store, config.pipeline_name, component, key)}
     raw_bytes = sum(os.path.getsize(f) for f in pathlib.Path(source).rglob("*") if f.is_file())
 
     base_seconds, base_count = baseline_seconds(source, os.path.join(args.workdir, "baseline.tfrecord.gz"))

@@ -23,12 +23,13 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.keras_lib import keras  # noqa: I001  (the Keras flavour before TensorFlow loads)
+from resnet_ablation.keras2 import keras  # noqa: I001  (the Keras flavour before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from components import hardware, optimisation, processor
+from components import hardware, optimisation
+from resnet_ablation import processor
 from pipeline.config import TrainingConfig
 
 HOST_PLANE = "/host:CPU"

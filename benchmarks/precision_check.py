@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.ablation import t_interval
-from pipeline import artifacts, config as config_lib, local_runner
+from pipeline import config as config_lib, local_runner, study_merge
+from resnet_ablation.comparison import t_interval
 
 PRECISIONS = ("off", "auto")
 
@@ -41,7 +41,7 @@ def run_study(profile: str, models: tuple[str, ...], seeds: int, precision: str,
     started = time.perf_counter()
     local_runner.run(config)
     seconds = time.perf_counter() - started
-    paths = artifacts.render_report(config.pipeline_root)
+    paths = study_merge.render_report(config.pipeline_root)
     with open(paths["json"]) as file:
         report = json.load(file)
     policy = ",".join(report["provenance"].get("precision", []))

@@ -1,9 +1,9 @@
 """The PyTorch peer: the paper's CIFAR nets trained by a bare PyTorch CPU loop, images/second.
 
-The same architecture as ``components.models`` for the ``cifar_*`` family (3x3 stem with 16
+The same architecture as ``resnet_ablation.models`` for the ``cifar_*`` family (3x3 stem with 16
 filters, three stages of 16/32/64 filters with n = (depth - 2) / 6 basic blocks, option-A
 shortcuts, global average pooling, a dense layer; no shortcut at all for plain nets; 269,722
-trainable parameters at 20 layers and 853,018 at 56, as ``components.models`` counts), SGD
+trainable parameters at 20 layers and 853,018 at 56, as ``resnet_ablation.models`` counts), SGD
 with momentum 0.9 and weight decay 1e-4, cross-entropy, real CIFAR-10 train PNGs decoded and
 normalised once and held in memory: the fastest a notebook gets, with no input pipeline cost.
 Configurations: ``eager`` (float32, NCHW), ``channels_last`` (float32, NHWC memory format),
@@ -41,7 +41,7 @@ from torch.nn import functional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the peer's venv has torch, not this project installed
-from components import processor  # noqa: E402  (standard library only: no TensorFlow)
+from resnet_ablation import processor  # noqa: E402  (standard library only: no TensorFlow)
 
 CONFIGURATIONS = ("eager", "channels_last", "bf16", "compile", "compile_bf16")
 

@@ -27,8 +27,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.contracts import EpochRecord
-from pipeline import artifacts
+from pipeline import study_merge
+from resnet_ablation.contracts import EpochRecord
 
 TIMINGS = {"epoch", "seconds", "images_per_second", "validation_seconds", "clean_train_seconds"}
 COMPARED = tuple(f.name for f in dataclasses.fields(EpochRecord) if f.name not in TIMINGS)
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("first", help="pipeline root or shard folder of the committed run")
     parser.add_argument("repeat", help="pipeline root or shard folder of the repeat")
     args = parser.parse_args(argv)
-    first = {r.key: r for r in artifacts.read_part(args.first).results}
-    repeat = {r.key: r for r in artifacts.read_part(args.repeat).results}
+    first = {r.key: r for r in study_merge.read_part(args.first).results}
+    repeat = {r.key: r for r in study_merge.read_part(args.repeat).results}
     common = sorted(set(first) & set(repeat))
     if not common:
         parser.error(f"no (model, seed) in both: {sorted(first)} vs {sorted(repeat)}")

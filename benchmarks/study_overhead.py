@@ -30,23 +30,23 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from pipeline import artifacts
+from pipeline import run_metadata, study_merge
 
 
 def executed_seconds(root: str) -> dict[str, float]:
     """Each component's wall time in the newest run that executed it (not from the cache)."""
     seconds = {}
-    for _, _, components in artifacts.pipeline_runs(artifacts.open_store(root)):
+    for _, _, components in run_metadata.pipeline_runs(run_metadata.open_store(root)):
         seconds.update({c.component: c.seconds for c in components if c.state == "ran"})
     return seconds
 
 
 def split_root(root: str) -> dict[str, float | None]:
     """Seconds per part of one root's newest run (None: not recorded)."""
-    part = artifacts.read_part(root)
+    part = study_merge.read_part(root)
     parts: dict[str, float | None] = collections.defaultdict(float)
     trainer_components = 0.0
-    for component, seconds in (part.component_seconds if artifacts.is_shard_folder(root)
+    for component, seconds in (part.component_seconds if study_merge.is_shard_folder(root)
                                else executed_seconds(root)).items():
         if component.startswith("Trainer"):
             trainer_components += seconds

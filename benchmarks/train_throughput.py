@@ -28,12 +28,13 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.keras_lib import keras  # noqa: I001  (the Keras flavour before TensorFlow loads)
+from resnet_ablation.keras2 import keras  # noqa: I001  (the Keras flavour before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import hardware, input_pipeline, optimisation, processor
+from components import hardware, input_pipeline, optimisation
+from resnet_ablation import processor
 from pipeline import artifacts, config as config_lib, local_runner
 from pipeline.config import TrainingConfig
 

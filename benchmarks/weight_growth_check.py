@@ -20,12 +20,12 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from components.keras_lib import keras  # noqa: I001  (the Keras flavour before TensorFlow loads)
+from resnet_ablation.keras2 import keras  # noqa: I001  (the Keras flavour before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import hardware, input_pipeline, optimisation
-from pipeline import artifacts, config as config_lib
+from pipeline import run_metadata, config as config_lib
 
 
 def main() -> int:
@@ -36,8 +36,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     root = str(pathlib.Path(args.root).resolve())
-    examples = artifacts.newest_output_uri(root, "ImageExampleGen", "examples")
-    transform = artifacts.newest_output_uri(root, "Transform", "transform_graph")
+    examples = run_metadata.newest_output_uri(root, "ImageExampleGen", "examples")
+    transform = run_metadata.newest_output_uri(root, "Transform", "transform_graph")
     pattern = os.path.join(examples, "Split-train", "*")
     output = tft.TFTransformOutput(transform)
     training = config_lib.load_profile(args.profile).training

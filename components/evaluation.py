@@ -19,8 +19,8 @@ from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
 from components.beam_executors import LocalBeamExecutorMixin
-from components.contracts import DIVERGED_FILE
 from components.preprocessing import LABEL_KEY
+from resnet_ablation.contracts import DIVERGED_FILE
 
 PREDICTION_KEY = "probabilities"
 TOP_K = 5

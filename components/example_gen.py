@@ -14,7 +14,7 @@ per-record work runs in ``components.image_records``, which Beam workers import 
 TensorFlow.
 
 The data set is one string, ``tfds:NAME[:CONFIG]`` or ``imagefolder:PATH`` (see
-``components.data_source``, which also defines split mapping, labels, record ids and the image
+``resnet_ablation.data_source``, which also defines split mapping, labels, record ids and the image
 checks). Every output tf.Example has:
 
 - ``image``: the original encoded bytes (file content, or the bytes tfds stored), never re-encoded;
@@ -35,7 +35,6 @@ split is written), and the artifact carries the custom properties
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -44,7 +43,6 @@ from typing import Any
 
 import apache_beam as beam
 from absl import logging
-from google.protobuf import json_format, struct_pb2
 from tfx import types
 from tfx.components.example_gen import (
     base_example_gen_executor,
@@ -60,9 +58,11 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import contracts, data_source as ds, image_records
+from components import image_records
 from components.beam_executors import LocalBeamExecutorMixin
-from components.data_source import LABELS_FILE, SKIPPED_FILE
+from components.example_gen_config import ImageGenConfig, input_fingerprint, limits_text, subset_rule
+from resnet_ablation import data_source as ds
+from resnet_ablation.data_source import LABELS_FILE, SKIPPED_FILE
 
 TFDS_MAX_PARTS = 16  # a tfds split is read in at most this many parallel parts
 FILES_PER_CHUNK = 256  # records in a work unit: image-folder files or train-limit batches
@@ -70,86 +70,6 @@ FILES_PER_CHUNK = 256  # records in a work unit: image-folder files or train-lim
 _WORK_DIR_KEY = "_image_example_gen_work_dir"  # exec property: listings and split summaries
 _OPENED_KEY = "_image_example_gen_opened"  # exec property: the source Do opened (listed once)
 _WORK_DIR_NAME = "_image_example_gen_work"  # under the Examples URI; removed after the run
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageGenConfig:
-    """The component's settings; constructing one validates them (ValueError otherwise).
-
-    ``train_limit``: keep only the first train records in ``data_source.limit_key`` order of
-    their ids (a deterministic subset for fast profiles). It selects among the
-    candidate records before the image checks, so a limited split may hold fewer images if some
-    of those are skipped. It applies after validation is carved out; eval and validation are
-    never limited.
-
-    ``train_per_class`` / ``eval_per_class``: keep only the first records *of each class* of
-    train / eval, in the same ``limit_key`` order — a class-balanced subset that is the same
-    images on every machine and run, whatever folder the data sits in (the id is the path
-    under the folder). Chosen, like ``train_limit``, before the image checks. A class with fewer
-    records keeps all of them. ``train_limit`` and ``train_per_class`` exclude each other.
-
-    ``validation_fraction``: share of train records (by id hash, disjoint from any eval hold-out;
-    see ``data_source``) written as a third split ``validation``; 0 writes no such split.
-    """
-
-    data: str
-    eval_fraction: float = ds.DEFAULT_EVAL_FRACTION
-    tfds_data_dir: str | None = None
-    tfds_download_dir: str | None = None
-    tfds_manual_dir: str | None = None
-    train_limit: int | None = None
-    validation_fraction: float = 0.0
-    train_per_class: int | None = None
-    eval_per_class: int | None = None
-
-    def __post_init__(self):
-        ds.parse_data(self.data)
-        ds.check_eval_fraction(self.eval_fraction)
-        ds.check_validation_fraction(self.validation_fraction)
-        for key in ("train_limit", "train_per_class", "eval_per_class"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        if self.train_limit is not None and self.train_per_class is not None:
-            raise ValueError("train_limit and train_per_class exclude each other: give one")
-
-    def per_class_limit(self, split: str) -> int | None:
-        """Records kept of each class in logical split `split` (None: no per-class limit)."""
-        return {ds.TRAIN: self.train_per_class, ds.EVAL: self.eval_per_class}.get(split)
-
-    @property
-    def source(self) -> ds.DataSource:
-        return ds.parse_data(self.data)
-
-    @property
-    def splits(self) -> tuple[str, ...]:
-        """The logical splits written (``data_source.logical_splits``)."""
-        return ds.logical_splits(self.validation_fraction)
-
-    def to_proto(self) -> example_gen_pb2.CustomConfig:
-        """The settings as ExampleGen's CustomConfig (a packed google.protobuf.Struct).
-
-        Unset settings are left out, and so is a validation_fraction of 0: without a validation
-        split the config is what it was before that setting existed (same cache key)."""
-        struct = struct_pb2.Struct()
-        struct.update({key: value for key, value in dataclasses.asdict(self).items()
-                       if value is not None and (key, value) != ("validation_fraction", 0)})
-        config = example_gen_pb2.CustomConfig()
-        config.custom_config.Pack(struct)
-        return config
-
-    @classmethod
-    def from_exec_properties(cls, exec_properties: dict[str, Any]) -> ImageGenConfig:
-        """Reads the settings back from the executor's ``custom_config`` (JSON) property."""
-        custom_config = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-        if not custom_config:
-            raise ValueError("ImageExampleGen's executor needs the custom_config exec property")
-        config = example_gen_pb2.CustomConfig()
-        proto_utils.json_to_proto(custom_config, config)
-        struct = struct_pb2.Struct()
-        if not config.custom_config.Unpack(struct):
-            raise ValueError("ImageExampleGen's custom_config must hold a google.protobuf.Struct")
-        return contracts.from_dict(cls, json_format.MessageToDict(struct))
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -415,27 +335,7 @@ def _publish(examples: types.Artifact, config: ImageGenConfig, labels: tuple[str
                  report["examples"], eval_split_name, skipped)
     if not sum(report["examples"].values()):
         raise ValueError(f"no valid images in data {config.data!r} (skipped: {skipped})")
-    _check_classes(summaries, labels, config.data, _limits_text(config))
-
-
-def subset_rule(config: ImageGenConfig) -> str:
-    """The subset settings as a sentence for reports; empty when every image is kept."""
-    rules = []
-    if config.train_limit:
-        rules.append(f"train: the {config.train_limit:,} images whose id has the smallest hash")
-    for split in (ds.TRAIN, ds.EVAL):
-        if config.per_class_limit(split):
-            rules.append(f"{split}: the {config.per_class_limit(split):,} images of each class "
-                         f"whose id has the smallest hash")
-    return ("; ".join(rules) + " (SHA-256 of the record id, the path under the data folder or "
-            "the tfds id: the same images on every machine and run)") if rules else ""
-
-
-def _limits_text(config: ImageGenConfig) -> str:
-    """The subset settings in force, e.g. ``train_per_class 500``; empty if none."""
-    return ", ".join(f"{key} {getattr(config, key)}"
-                     for key in ("train_limit", "train_per_class", "eval_per_class")
-                     if getattr(config, key))
+    _check_classes(summaries, labels, config.data, limits_text(config))
 
 
 def _check_classes(summaries: dict[str, dict], labels: tuple[str, ...], data: str,
@@ -465,16 +365,6 @@ def _check_classes(summaries: dict[str, dict], labels: tuple[str, ...], data: st
                              + hint)
 
 
-def input_fingerprint(config: ImageGenConfig) -> str:
-    """What the data set holds now (``data_source.folder_fingerprint`` of an image folder,
-    ``data_source.tfds_fingerprint`` of a tfds set), for the driver."""
-    source = config.source
-    source.check()
-    if source.kind == "imagefolder":
-        return ds.folder_fingerprint(ds.list_imagefolder(source.path))
-    return ds.tfds_fingerprint(source.name, config.tfds_data_dir)
-
-
 class Driver(example_gen_driver.QueryBasedDriver):
     """ImageExampleGen's driver: TFX's query-based one, plus the ``input_fingerprint`` exec
     property that TFX's file-based ExampleGens set. Exec properties are part of the cache key,
@@ -495,7 +385,7 @@ class ImageExampleGen(example_gen_component.QueryBasedExampleGen):
     and a ``validation`` split held out of train if asked.
 
     Args:
-      data: ``tfds:NAME[:CONFIG]`` or ``imagefolder:PATH`` (``components.data_source``).
+      data: ``tfds:NAME[:CONFIG]`` or ``imagefolder:PATH`` (``resnet_ablation.data_source``).
       eval_fraction: share of train records moved to eval when the source has no eval split.
       tfds_data_dir, tfds_download_dir, tfds_manual_dir: tfds' ``data_dir``, ``download_dir``
         and ``DownloadConfig(manual_dir=...)``; None uses tfds' defaults.

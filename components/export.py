@@ -10,8 +10,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.data_source import IMAGE_KEY, LABEL_KEY
-from components.keras_lib import keras
+from resnet_ablation.data_source import IMAGE_KEY, LABEL_KEY
+from resnet_ablation.keras2 import keras
 
 
 def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import processor
-from components.contracts import TrainingConfig
-from components.keras_lib import keras
+from resnet_ablation import processor
+from resnet_ablation.contracts import TrainingConfig
+from resnet_ablation.keras2 import keras
 
 
 def distribution_strategy(replicas: int | None = None) -> tf.distribute.Strategy:

@@ -10,7 +10,7 @@ one ``Outcomes`` count, and ``write_unit`` writes each batch to the file of the 
 Beam handles a few elements per unit of a few hundred images, not one or more per image, and
 a split's record order depends on its units alone, not on which worker took which.
 
-Imports neither TensorFlow nor TFX (only Beam, PIL and ``components.data_source``): a
+Imports neither TensorFlow nor TFX (only Beam, PIL and ``resnet_ablation.data_source``): a
 multi-processing Beam worker imports this module when it unpickles these functions, and
 importing TensorFlow would add seconds to every worker's start. Reading a tfds set still
 imports ``tensorflow_datasets`` (and with it TensorFlow) in the workers that read one.
@@ -36,7 +36,7 @@ import google_crc32c
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components import data_source as ds, image_checks
+from resnet_ablation import data_source as ds, image_checks
 
 KEPT = "kept"
 EXIF_ROTATED = "exif_rotated"  # kept JPEGs with an EXIF orientation other than 1

@@ -25,8 +25,8 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.contracts import TrainingConfig
-from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
+from resnet_ablation.contracts import TrainingConfig
+from resnet_ablation.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, SKIPPED_FILE
 
 READ_PARALLELISM = 4  # files read at once: fixed, so the record order never depends on the CPU
 

@@ -13,10 +13,10 @@ import math
 
 import tensorflow as tf
 
-from components import models
-from components.contracts import TrainingConfig
 from components.hardware import distribution_strategy
-from components.keras_lib import keras
+from resnet_ablation import models
+from resnet_ablation.contracts import TrainingConfig
+from resnet_ablation.keras2 import keras
 
 
 @keras.utils.register_keras_serializable(package="resnet_ablation")

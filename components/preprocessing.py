@@ -26,8 +26,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.contracts import NORMALIZATIONS
-from components.data_source import IMAGE_KEY, LABEL_KEY  # raw and transformed feature names
+from resnet_ablation.contracts import NORMALIZATIONS
+from resnet_ablation.data_source import IMAGE_KEY, LABEL_KEY  # raw and transformed feature names
 
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_NORMALIZATION = "per_channel"

@@ -33,8 +33,9 @@ from tfx.types import channel, channel_utils, component_spec, standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ExecutionParameter
 
-from components import ablation, report_files
-from components.contracts import (
+from components.evaluation import SKIPPED_FILE as EVALUATION_SKIPPED_FILE
+from resnet_ablation import comparison, report_files, report_tables
+from resnet_ablation.contracts import (
     HISTORY_FILE,
     PREDICTIONS_FILE,
     RESPONSES_FILE,
@@ -42,8 +43,7 @@ from components.contracts import (
     Predictions,
     RunHistory,
 )
-from components.data_source import LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE
-from components.evaluation import SKIPPED_FILE as EVALUATION_SKIPPED_FILE
+from resnet_ablation.data_source import LABEL_NAME_KEY, LABELS_FILE, SKIPPED_FILE
 
 Key = tuple[str, int]  # (model name, seed)
 PACKAGES = ("tfx", "tensorflow", "tf-keras", "tensorflow-transform",
@@ -115,20 +115,20 @@ def _metrics_by_run(evaluated: Mapping[Key, Artifact]) -> dict[Key, dict[str, fl
     return {**metrics, **own}
 
 
-def _load_run(artifact: Artifact) -> ablation.RunResult:
+def _load_run(artifact: Artifact) -> comparison.RunResult:
     """The run's history and, when present, its predictions and layer responses."""
     text = read_text(artifact.uri, HISTORY_FILE)
     if text is None:
         raise ValueError(f"ModelRun at {artifact.uri} has no {HISTORY_FILE}")
     predictions, responses = (read_text(artifact.uri, name)
                               for name in (PREDICTIONS_FILE, RESPONSES_FILE))
-    return ablation.RunResult(
+    return comparison.RunResult(
         RunHistory.from_json(text),
         Predictions.from_json(predictions) if predictions is not None else None,
         responses=LayerResponses.from_json(responses) if responses is not None else None)
 
 
-def _run_key(artifact: Artifact, run: ablation.RunResult) -> Key:
+def _run_key(artifact: Artifact, run: comparison.RunResult) -> Key:
     """(model_name, seed) from the custom properties, defaulting to the history's; raises
     ValueError when they disagree."""
     history = run.history
@@ -167,7 +167,7 @@ def _newest_by_key(pairs: Sequence[tuple[Artifact, Any]],
 
 
 def run_results(model_runs: Sequence[Artifact], evaluations: Sequence[Artifact]
-                ) -> list[ablation.RunResult]:
+                ) -> list[comparison.RunResult]:
     """One RunResult per (model, seed): newest run, its predictions and evaluation metrics."""
     if not model_runs:
         raise ValueError("no ModelRun artifacts to report on")
@@ -299,14 +299,14 @@ def provenance(histories: Sequence[RunHistory], config_json: str, code_version: 
     }
 
 
-def render(results: Sequence[ablation.RunResult], output_dir: pathlib.Path,
+def render(results: Sequence[comparison.RunResult], output_dir: pathlib.Path,
            data: Mapping[str, Any] | None = None,
            provenance_info: Mapping[str, Any] | None = None
            ) -> tuple[report_files.Report, dict[str, pathlib.Path]]:
     """Builds the report of `results` and writes its files into `output_dir`."""
     data = data or {}
     report = report_files.Report(
-        rows=ablation.rows(results), verdicts=ablation.verdicts(results),
+        rows=comparison.rows(results), verdicts=comparison.verdicts(results),
         histories=[r.history for r in results],
         responses={r.key: r.responses for r in results if r.responses}, data=data,
         provenance=provenance_info or {}, warnings=data_warnings(data))
@@ -348,7 +348,7 @@ class AblationReportExecutor(base_executor.BaseExecutor):
             for path in paths.values():
                 fileio.copy(str(path), os.path.join(output.uri, path.name), overwrite=True)
         output.set_string_custom_property("markdown_table", report_files.markdown_table(
-            report_files.display_rows(report.rows), report_files.DISPLAY_COLUMNS))
+            report_tables.display_rows(report.rows), report_tables.DISPLAY_COLUMNS))
         output.set_string_custom_property("verdicts",
                                           "\n".join(v["sentence"] for v in report.verdicts))
         output.set_int_custom_property("rows", len(report.rows))

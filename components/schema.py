@@ -20,7 +20,7 @@ from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
 from tfx.types import standard_artifacts
 
-from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, LABELS_FILE
+from resnet_ablation.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, LABELS_FILE
 
 SCHEMA_FILE = "schema.pbtxt"
 

@@ -7,7 +7,7 @@ from the Trainer's inputs, so every variant of a study is trained identically.
 Outputs: the SavedModel in ``serving_model_dir`` with a ``serving_default`` signature taking
 serialized tf.Examples with the raw ``image`` bytes (the Transform graph runs inside it) and a
 ``transform_features`` signature; in ``model_run_dir``, ``history.json`` and
-``predictions.json`` (``components.contracts``) and TensorBoard logs.
+``predictions.json`` (``resnet_ablation.contracts``) and TensorBoard logs.
 
 A run whose training loss stops being finite is a result, not a crash: training stops, the
 history records ``status = "diverged"`` with the epoch and the last finite epochs, and the
@@ -40,30 +40,8 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
-from components import (
-    contracts,
-    diagnostics,
-    hardware,
-    input_pipeline,
-    models,
-    optimisation,
-    processor,
-    progress_events,
-    tensorboard_logs,
-)
-from components.contracts import (
-    DIVERGED_FILE,
-    PREDICTIONS_FILE,
-    RESPONSES_FILE,
-    LayerResponses,
-    Predictions,
-    RunHistory,
-    TrainingConfig,
-)
-from components.data_source import IMAGE_KEY, LABEL_KEY
+from components import hardware, input_pipeline, optimisation
 from components.export import export_serving_model
-from components.keras_lib import keras
-from components.model_specs import get_spec, shortcut_option
 from components.training_callbacks import (
     EpochCheckpoint,
     EpochScalars,
@@ -74,6 +52,19 @@ from components.training_callbacks import (
     write_history,
     write_text,
 )
+from resnet_ablation import contracts, diagnostics, models, processor, progress_events, tensorboard_logs
+from resnet_ablation.contracts import (
+    DIVERGED_FILE,
+    PREDICTIONS_FILE,
+    RESPONSES_FILE,
+    LayerResponses,
+    Predictions,
+    RunHistory,
+    TrainingConfig,
+)
+from resnet_ablation.data_source import IMAGE_KEY, LABEL_KEY
+from resnet_ablation.keras2 import keras
+from resnet_ablation.model_specs import get_spec, shortcut_option
 
 VALIDATION_SPLIT = "validation"
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from components import contracts, progress_events, tensorboard_logs
-from components.contracts import HISTORY_FILE, EpochRecord, RunHistory, SplitPredictions
-from components.keras_lib import keras
+from resnet_ablation import contracts, progress_events, tensorboard_logs
+from resnet_ablation.contracts import HISTORY_FILE, EpochRecord, RunHistory, SplitPredictions
+from resnet_ablation.keras2 import keras
 
 
 class HistoryRecorder(keras.callbacks.Callback):

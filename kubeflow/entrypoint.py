@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     if changed:
         print(f"kubeflow.entrypoint: restored from the spec: {', '.join(changed)}",
               file=sys.stderr, flush=True)
-    import components.keras_lib  # noqa: F401  (tf.keras = Keras 2, before TensorFlow loads)
+    import resnet_ablation.keras2  # noqa: F401  (tf.keras = Keras 2, before TensorFlow loads)
 
     executor = (_flag_value(args, "--executor_class_path") or (0, "?"))[1].rsplit(".", 2)[-2:]
     _report_usage_at_exit(".".join(executor))

@@ -280,7 +280,7 @@ def _compile(config, output, image, pipeline_root, gpus, gpu_type, resources,
     _check_resources({kind: spec for kind, spec in per_kind.items() if spec is not None})
     cluster_config, warnings = kubeflow_config(config, pipeline_root)
     warnings += check_image(image, allow_latest_tag)
-    import components.keras_lib  # noqa: F401, I001  (the project's Keras flavour, before TensorFlow)
+    import resnet_ablation.keras2  # noqa: F401, I001  (the project's Keras flavour, before TensorFlow)
     from tfx import v1 as tfx
 
     with contextlib.chdir(config_lib.REPO_ROOT):  # relative data paths, as in the container

@@ -23,13 +23,13 @@ import signal
 import sys
 import threading
 
-from components.data_source import SKIPPED_FILE
-from components.model_specs import MODEL_NAMES
 from pipeline import config as config_lib, study_flags
+from resnet_ablation.data_source import SKIPPED_FILE
+from resnet_ablation.model_specs import MODEL_NAMES
 
 
 def _models(args: argparse.Namespace) -> int:
-    from components import model_specs, models
+    from resnet_ablation import model_specs, models
 
     print(f"{'name':<18}{'family':<10}{'depth':>6}  {'block':<11}{'residual':<10}"
           f"{'classes':>8}{'trainable params':>18}")
@@ -43,7 +43,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from components import models
+    from resnet_ablation import models
 
     model = models.build_model(args.name, args.num_classes, (args.image_size, args.image_size, 3),
                                shortcut=args.shortcut)
@@ -55,7 +55,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _gradients(args: argparse.Namespace) -> int:
-    from components import diagnostics, plots
+    from resnet_ablation import diagnostics, plots
 
     batches, num_classes = diagnostics.image_batches(args.data_folder, args.batch, args.batches,
                                                      args.image_size)
@@ -84,13 +84,13 @@ DATA_ARTIFACTS = (  # (component id, output key) printed by `ablation ingest`
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from pipeline import artifacts, local_runner
+    from pipeline import local_runner, run_metadata
 
     base = config_lib.PipelineConfig(profile="ingest", pipeline_name="resnet-ablation-ingest")
     config = study_flags.config_from(args, base)
     local_runner.run(config, data_only=True)
-    store = artifacts.open_store(config.pipeline_root)
-    uris = {key: artifacts.latest_outputs(store, config.pipeline_name, component, key)[0].uri
+    store = run_metadata.open_store(config.pipeline_root)
+    uris = {key: run_metadata.latest_outputs(store, config.pipeline_name, component, key)[0].uri
             for component, key in DATA_ARTIFACTS}
     for key, uri in uris.items():
         print(f"{key:<16} {uri}")
@@ -112,15 +112,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from components import report_files
-    from pipeline import artifacts
+    from pipeline import study_merge
+    from resnet_ablation import report_files
 
     if len(args.pipeline_roots) > 1 and args.output is None:
         raise UsageError("merging several pipeline roots needs --output DIR")
     if args.with_runs and args.output is None:
         raise UsageError("--with-runs needs --output DIR")
     roots = [str(root.resolve()) for root in args.pipeline_roots]
-    paths = artifacts.render_report(roots, args.output and str(args.output),
+    paths = study_merge.render_report(roots, args.output and str(args.output),
                                     publish=args.with_runs)
     print(report_files.terminal_summary(json.loads(paths["json"].read_text())))
     for kind, path in paths.items():
@@ -144,10 +144,10 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from pipeline import artifacts, local_runner
+    from pipeline import local_runner, run_metadata
 
     root = str(args.pipeline_root.resolve())
-    runs = artifacts.pipeline_runs(artifacts.open_store(root))
+    runs = run_metadata.pipeline_runs(run_metadata.open_store(root))
     live = local_runner.root_in_use(root)
     print(f"{'pipeline':<32}{'run':<30}{'ran':>5}{'cached':>8}{'failed':>8}{'seconds':>10}  status")
     for index, (pipeline_name, run_id, components) in enumerate(runs):

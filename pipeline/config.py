@@ -17,14 +17,14 @@ import pathlib
 import tomllib
 from typing import Any
 
-from components import contracts
-from components.contracts import (  # re-exported: the configuration's Trainer part
+from resnet_ablation import contracts
+from resnet_ablation.contracts import (  # re-exported: the configuration's Trainer part
     NORMALIZATIONS,
     WEIGHT_DECAY_SCOPES,
     TrainingConfig,
 )
-from components.data_source import DataSource, parse_data
-from components.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS, get_spec
+from resnet_ablation.data_source import DataSource, parse_data
+from resnet_ablation.model_specs import MODEL_NAMES, SHORTCUT_OPTIONS, get_spec
 
 PROFILES_DIR = pathlib.Path(__file__).parent / "profiles"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata's SQLite store, under the pipeline root
@@ -72,7 +72,7 @@ class PipelineConfig:
 
     @functools.cached_property
     def source(self) -> DataSource:
-        """``data`` parsed (``components.data_source.parse_data``); ValueError if invalid."""
+        """``data`` parsed (``resnet_ablation.data_source.parse_data``); ValueError if invalid."""
         return parse_data(self.data)
 
     @property

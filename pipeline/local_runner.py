@@ -66,9 +66,9 @@ def _study_progress(config: config_lib.PipelineConfig, data_only: bool):
     Trainers' epochs go to it, the rest of TFX's INFO records are not printed."""
     from absl import logging as absl_logging
 
-    from components import progress_events
     from pipeline.pipeline import trainer_ids
     from pipeline.study_progress import StudyProgress, relative_costs
+    from resnet_ablation import progress_events
 
     trainers = [] if data_only else trainer_ids(config)
     costs = relative_costs(config.models, config.image_size) if trainers else {}
@@ -207,7 +207,7 @@ def _build(config: config_lib.PipelineConfig, data_only: bool):
 def _run(config: config_lib.PipelineConfig, pipeline, data_only: bool) -> list:
     from tfx import v1 as tfx
 
-    from pipeline import artifacts
+    from pipeline import run_metadata
 
     stored = store_effective_config(config)
     print(f"Pipeline {config.pipeline_name} (profile {config.profile}), root {config.pipeline_root}"
@@ -219,10 +219,10 @@ def _run(config: config_lib.PipelineConfig, pipeline, data_only: bool) -> list:
     # `tfx pipeline create` only reads the pipeline: no store yet, or no new run in it
     if (previous_run is None and not os.path.exists(config.metadata_path)):
         return []
-    store = artifacts.open_store(config.pipeline_root)  # one connection for what follows
-    if artifacts.last_run_id(store, config.pipeline_name) == previous_run:
+    store = run_metadata.open_store(config.pipeline_root)  # one connection for what follows
+    if run_metadata.last_run_id(store, config.pipeline_name) == previous_run:
         return []
-    runs = artifacts.last_run(store, config.pipeline_name)
+    runs = run_metadata.last_run(store, config.pipeline_name)
     for component in runs:
         print(f"  {component.component:<40} {component.state:<7} {component.seconds:8.1f} s")
     cached = sum(component.state == "cached" for component in runs)
@@ -234,10 +234,10 @@ def _run(config: config_lib.PipelineConfig, pipeline, data_only: bool) -> list:
 
 
 def _last_run_id(config: config_lib.PipelineConfig) -> int | None:
-    from pipeline import artifacts
+    from pipeline import run_metadata
 
     try:
-        return artifacts.last_run_id(artifacts.open_store(config.pipeline_root), config.pipeline_name)
+        return run_metadata.last_run_id(run_metadata.open_store(config.pipeline_root), config.pipeline_name)
     except FileNotFoundError:
         return None
 
@@ -248,14 +248,14 @@ def print_report(config: config_lib.PipelineConfig, store=None) -> None:
     table, verdicts and data warnings for a terminal (``report_files.terminal_summary``), and
     where both copies are: what a user must see last. `store`: the root's
     open ML Metadata store, if the caller has one."""
-    from components import report_files
-    from pipeline import artifacts
+    from pipeline import run_metadata, study_merge
+    from resnet_ablation import report_files
 
-    store = store or artifacts.open_store(config.pipeline_root)
-    published = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    store = store or run_metadata.open_store(config.pipeline_root)
+    published = run_metadata.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
     if not published:
         return
-    paths = artifacts.render_report(config.pipeline_root, pipeline_name=config.pipeline_name)
+    paths = study_merge.render_report(config.pipeline_root, pipeline_name=config.pipeline_name)
     print("\n" + report_files.terminal_summary(json.loads(paths["json"].read_text())), end="")
     html = report_files.REPORT_FILES["html"]
     print(f"\nReport: {paths['html']}\n(the pipeline's artifact, with lineage: "

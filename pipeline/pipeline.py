@@ -13,12 +13,12 @@ import subprocess
 from tfx import v1 as tfx
 
 from components.beam_executors import StatisticsGen, Transform
-from components.data_source import class_names
 from components.evaluation import Evaluator, eval_config
 from components.example_gen import ImageExampleGen
 from components.schema import SchemaCurator
 from components.trainer import trainer_custom_config
 from pipeline.config import REPO_ROOT, PipelineConfig
+from resnet_ablation.data_source import class_names
 
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"

@@ -11,9 +11,9 @@ import argparse
 import os
 import shlex
 
-from components.data_source import parse_data
-from components.model_specs import SHORTCUT_OPTIONS
 from pipeline import config as config_lib
+from resnet_ablation.data_source import parse_data
+from resnet_ablation.model_specs import SHORTCUT_OPTIONS
 
 
 def positive(value: str) -> int:

@@ -1,7 +1,7 @@
 """What a study will run and roughly cost, before it runs (``ablation plan``).
 
 For a configuration and a GPU kind: the Trainers, epochs and train images per epoch; per model
-the training FLOPs per image (``components.model_cost``), the activation memory one replica
+the training FLOPs per image (``resnet_ablation.model_cost``), the activation memory one replica
 holds at its share of the batch, and an estimated training time from a published throughput.
 Every time is an **estimate**: a published ResNet-50 rate scaled by each model's FLOPs per
 image, which ignores how well a net uses the GPU (measured on a CPU, ResNet-34 trained twice
@@ -20,7 +20,7 @@ import dataclasses
 from pipeline import config as config_lib
 from pipeline.study_progress import duration_text
 
-RESNET50_TRAIN_GFLOPS_224 = 24.54  # components.model_cost.train_flops(resnet50 at 224) / 1e9
+RESNET50_TRAIN_GFLOPS_224 = 24.54  # resnet_ablation.model_cost.train_flops(resnet50 at 224) / 1e9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +115,8 @@ def make_plan(config: config_lib.PipelineConfig, gpus: int = 1,
 
 
 def _model_plan(name: str, config: config_lib.PipelineConfig, gpus: int) -> ModelPlan:
-    from components import model_cost, models
-    from components.keras_lib import keras
+    from resnet_ablation import model_cost, models
+    from resnet_ablation.keras2 import keras
 
     size = config.image_size
     model = models.build_model(name, 10, (size, size, 3), shortcut=config.shortcut)
@@ -137,7 +137,7 @@ def train_images(config: config_lib.PipelineConfig) -> int | None:
     """Train images per epoch before any subset or hold-out is applied, where that is known
     without ingesting: the files of an image folder's train split, a tfds set's recorded
     split size; then the subset settings. None when unknown."""
-    from components import data_source
+    from resnet_ablation import data_source
 
     source = config.source
     try:

@@ -4,7 +4,7 @@ second, and the time left for the Trainer and for the study's training.
 The local runner feeds it TFX's component start/finish records and the Trainer's
 ``progress_events.EpochDone`` events. Time left is estimated from the epochs measured so far
 (their wall time, the clean training-error pass included), each model's epochs weighted by its
-training FLOPs per image (``components.model_cost``), so a 56-layer net's epochs count about
+training FLOPs per image (``resnet_ablation.model_cost``), so a 56-layer net's epochs count about
 three times a 20-layer net's before it has run one. It counts training only: the data half,
 the Evaluators and the report come on top (minutes, in the studies here).
 
@@ -23,7 +23,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from components.progress_events import EpochDone, MeasuringTrainError
+from resnet_ablation.progress_events import EpochDone, MeasuringTrainError
 
 
 @dataclasses.dataclass
@@ -196,8 +196,8 @@ class StudyProgress:
 def relative_costs(models: Sequence[str], image_size: int) -> dict[str, float]:
     """Each model's training FLOPs per image at `image_size`, in GFLOPs (builds each model
     once, in a moment, and forgets it)."""
-    from components import model_cost, models as model_family
-    from components.keras_lib import keras
+    from resnet_ablation import model_cost, models as model_family
+    from resnet_ablation.keras2 import keras
 
     costs = {}
     for name in models:

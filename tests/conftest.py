@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-import components.keras_lib  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import resnet_ablation.keras2  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE_DATA = REPO / "data" / "cifar10_smoke"
@@ -34,16 +34,16 @@ class Ingested:
 
 
 def ingest(root: pathlib.Path, **overrides) -> Ingested:
-    from pipeline import artifacts, config as config_lib, local_runner
+    from pipeline import config as config_lib, local_runner, run_metadata
 
     config = config_lib.PipelineConfig(
         profile="test", pipeline_name="test-ingest", data=f"imagefolder:{SMOKE_DATA}",
         image_size=32, train_limit=96, pipeline_root=str(root), beam_args=IN_MEMORY)
     local_runner.run(dataclasses.replace(config, **overrides), data_only=True)
-    store = artifacts.open_store(str(root))
+    store = run_metadata.open_store(str(root))
 
     def uri(component: str, key: str) -> str:
-        return artifacts.latest_outputs(store, config.pipeline_name, component, key)[0].uri
+        return run_metadata.latest_outputs(store, config.pipeline_name, component, key)[0].uri
 
     return Ingested(str(root), uri("ImageExampleGen", "examples"),
                     uri("SchemaCurator", "curated_schema"), uri("Transform", "transform_graph"),

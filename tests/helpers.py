@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.dsl.io import fileio
 from tfx.types import Artifact
 
-from components.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, limit_key
+from resnet_ablation.data_source import ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, limit_key
 
 
 def first_by_hash(record_ids, limit: int) -> list[str]:

@@ -1,18 +1,15 @@
 """The ablation's statistics, rows and verdicts on hand-made numbers (no TensorFlow, no TFX)."""
 
-import ast
 import dataclasses
 import math
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from components import ablation
-from components.contracts import EpochRecord, Predictions, RunHistory, SplitPredictions
-from components.model_specs import get_spec
+from resnet_ablation import comparison
+from resnet_ablation.contracts import EpochRecord, Predictions, RunHistory, SplitPredictions
+from resnet_ablation.model_specs import get_spec
 
 N = 1000  # eval examples in the hand-made studies
 
@@ -50,7 +47,7 @@ def result(model, seed=0, eval_correct=500, train_correct=500, status="ok", offs
                                train=outcomes(train_correct, offset=offset))
                    if status == "ok" else None)
     metrics = {"accuracy": eval_correct / N, "loss": 1.0, "example_count": N} if status == "ok" else None
-    return ablation.RunResult(history(model, seed, status=status, **kwargs), predictions, metrics)
+    return comparison.RunResult(history(model, seed, status=status, **kwargs), predictions, metrics)
 
 
 def verdict(verdicts, kind, a, split):
@@ -68,32 +65,32 @@ def verdict(verdicts, kind, a, split):
     (3, 12, 2 * (1 + 15 + 105 + 455) / 2 ** 15),
 ])
 def test_mcnemar_exact_p_values(b, c, expected):
-    assert ablation.mcnemar_p(b, c) == pytest.approx(expected, rel=1e-12)
+    assert comparison.mcnemar_p(b, c) == pytest.approx(expected, rel=1e-12)
 
 
 def test_wilson_interval_matches_newcombe_1998_example():
-    interval = ablation.wilson_interval(81, 263)  # Newcombe (1998a): 0.2553 to 0.3662
+    interval = comparison.wilson_interval(81, 263)  # Newcombe (1998a): 0.2553 to 0.3662
     assert (round(interval.low, 4), round(interval.high, 4)) == (0.2553, 0.3662)
 
 
 def test_t_interval_uses_n_minus_one_degrees_of_freedom():
-    interval = ablation.t_interval([1.0, 2.0, 3.0, 4.0])
+    interval = comparison.t_interval([1.0, 2.0, 3.0, 4.0])
     # mean 2.5, sd 1.2910, se 0.6455, t(0.975, 3) = 3.18245: half-width 2.0543
     assert interval.estimate == 2.5
     assert (round(interval.low, 4), round(interval.high, 4)) == (0.4457, 4.5543)
-    two = ablation.t_interval([0.01, 0.03])  # t(0.975, 1) = 12.706, se = 0.01
+    two = comparison.t_interval([0.01, 0.03])  # t(0.975, 1) = 12.706, se = 0.01
     assert two.high - two.estimate == pytest.approx(0.12706, abs=1e-5)
     with pytest.raises(ValueError, match="at least two"):
-        ablation.t_interval([0.5])
+        comparison.t_interval([0.5])
 
 
 def test_paired_difference_hand_computed_table():
     # a = 40 both right, b = 15 only A, c = 5 only B, d = 40 neither (n = 100)
     a_correct = [True] * 40 + [True] * 15 + [False] * 5 + [False] * 40
     b_correct = [True] * 40 + [False] * 15 + [True] * 5 + [False] * 40
-    interval, p_value = ablation.paired_difference(a_correct, b_correct)
+    interval, p_value = comparison.paired_difference(a_correct, b_correct)
     assert interval.estimate == pytest.approx(0.10)
-    assert p_value == pytest.approx(ablation.mcnemar_p(15, 5))
+    assert p_value == pytest.approx(comparison.mcnemar_p(15, 5))
     # Newcombe method 10 by hand: Wilson(55/100) = (.4524, .6438), Wilson(45/100) = (.3562,
     # .5476), phi = (40*40 - 15*5) / sqrt(55*45*45*55) = .6162
     l1, u1, l2, u2, phi = 0.45240, 0.64379, 0.35621, 0.54760, 1525 / 2475
@@ -111,31 +108,31 @@ def test_paired_difference_covers_the_true_gap_about_95_percent_of_the_time():
         shared = rng.random(300)
         a = shared < 0.7
         b = np.where(rng.random(300) < 0.8, shared < 0.65, rng.random(300) < 0.65)
-        interval, _ = ablation.paired_difference(list(a), list(b))
+        interval, _ = comparison.paired_difference(list(a), list(b))
         covered += interval.low <= 0.05 <= interval.high
     assert 0.92 <= covered / 400 <= 0.985
 
 
 def test_paired_difference_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="equally long"):
-        ablation.paired_difference([True], [True, False])
+        comparison.paired_difference([True], [True, False])
 
 
 def test_at_chance_against_the_majority_class_rate():
     # Binomial(1000, 0.1): 97.5 % quantile is 119
-    assert ablation.at_chance(119, 1000, 0.1) and not ablation.at_chance(120, 1000, 0.1)
-    assert ablation.at_chance(40, 1000, 0.1)  # below chance is not above it
-    assert ablation.majority_rate([0, 0, 0, 1]) == 0.75
+    assert comparison.at_chance(119, 1000, 0.1) and not comparison.at_chance(120, 1000, 0.1)
+    assert comparison.at_chance(40, 1000, 0.1)  # below chance is not above it
+    assert comparison.majority_rate([0, 0, 0, 1]) == 0.75
 
 
 # --------------------------------------------------------------------------- rows
 
 
 def test_rows_have_the_agreed_columns_and_paired_intervals():
-    table = ablation.rows([result("cifar_resnet20", eval_correct=700, train_correct=800),
+    table = comparison.rows([result("cifar_resnet20", eval_correct=700, train_correct=800),
                            result("cifar_plain20", eval_correct=600, train_correct=650)])
-    assert list(table[0])[:13] == list(ablation.COLUMNS)
-    assert list(table[0])[13:19] == list(ablation.STATUS_COLUMNS)
+    assert list(table[0])[:13] == list(comparison.COLUMNS)
+    assert list(table[0])[13:19] == list(comparison.STATUS_COLUMNS)
     plain, residual = table
     assert (plain["model"], residual["model"]) == ("cifar_plain20", "cifar_resnet20")
     assert residual["delta_vs_plain"] == pytest.approx(0.1)
@@ -149,13 +146,13 @@ def test_rows_have_the_agreed_columns_and_paired_intervals():
 
 
 def test_best_val_accuracy_only_on_a_validation_curve():
-    [row] = ablation.rows([result("cifar_plain20", val_split="validation",
+    [row] = comparison.rows([result("cifar_plain20", val_split="validation",
                                   curve=(0.3, 0.6, 0.5))])
     assert row["best_val_accuracy"] == 0.6
 
 
 def test_diverged_row_keeps_status_and_last_finite_epochs():
-    table = ablation.rows([
+    table = comparison.rows([
         result("cifar_resnet56", eval_correct=700),
         result("cifar_plain56", status="diverged", epochs=2, diverged_epoch=3)])
     plain, residual = table
@@ -166,14 +163,14 @@ def test_diverged_row_keeps_status_and_last_finite_epochs():
 
 def test_duplicate_runs_are_refused():
     with pytest.raises(ValueError, match="more than one run"):
-        ablation.rows([result("cifar_plain20"), result("cifar_plain20")])
+        comparison.rows([result("cifar_plain20"), result("cifar_plain20")])
 
 
 # --------------------------------------------------------------------------- verdicts
 
 
 def test_one_seed_clear_gap_is_residual_better_with_mcnemar():
-    verdicts = ablation.verdicts([result("cifar_resnet20", eval_correct=700),
+    verdicts = comparison.verdicts([result("cifar_resnet20", eval_correct=700),
                                   result("cifar_plain20", eval_correct=600)])
     found = verdict(verdicts, "residual_vs_plain", "cifar_resnet20", "test")
     assert found["conclusion"] == "residual_better" and found["seeds"] == 1
@@ -189,7 +186,7 @@ def test_one_seed_clear_gap_is_residual_better_with_mcnemar():
 
 def test_ten_discordant_pairs_all_one_way_are_a_difference():
     # nested: the residual net is right on every example the plain one is, and on 10 more
-    verdicts = ablation.verdicts([result("cifar_resnet20", eval_correct=510),
+    verdicts = comparison.verdicts([result("cifar_resnet20", eval_correct=510),
                                   result("cifar_plain20", eval_correct=500)])
     found = verdict(verdicts, "residual_vs_plain", "cifar_resnet20", "test")
     assert found["p_value"] == pytest.approx(2 / 1024) and found["conclusion"] == "residual_better"
@@ -197,7 +194,7 @@ def test_ten_discordant_pairs_all_one_way_are_a_difference():
 
 def test_one_seed_small_gap_is_not_distinguishable():
     # the models are right on different examples: 260 vs 250 discordant pairs
-    verdicts = ablation.verdicts([result("cifar_resnet20", eval_correct=510),
+    verdicts = comparison.verdicts([result("cifar_resnet20", eval_correct=510),
                                   result("cifar_plain20", eval_correct=500, offset=250)])
     found = verdict(verdicts, "residual_vs_plain", "cifar_resnet20", "test")
     assert found["conclusion"] == "not_distinguishable" and found["p_value"] > 0.5
@@ -206,7 +203,7 @@ def test_one_seed_small_gap_is_not_distinguishable():
 
 
 def test_plain_better_when_the_interval_is_below_zero():
-    verdicts = ablation.verdicts([result("cifar_resnet20", eval_correct=500),
+    verdicts = comparison.verdicts([result("cifar_resnet20", eval_correct=500),
                                   result("cifar_plain20", eval_correct=650)])
     assert verdict(verdicts, "residual_vs_plain", "cifar_resnet20", "test")["conclusion"] == "plain_better"
 
@@ -214,8 +211,8 @@ def test_plain_better_when_the_interval_is_below_zero():
 def test_several_seeds_use_a_t_interval_over_per_seed_gaps():
     runs = [result("cifar_resnet20", seed, eval_correct=700 + 10 * seed) for seed in range(3)]
     runs += [result("cifar_plain20", seed, eval_correct=600 + 5 * seed) for seed in range(3)]
-    found = verdict(ablation.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
-    expected = ablation.t_interval([0.100, 0.105, 0.110])
+    found = verdict(comparison.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
+    expected = comparison.t_interval([0.100, 0.105, 0.110])
     assert found["seeds"] == 3 and "p_value" not in found
     assert (found["gap"], found["ci_low"], found["ci_high"]) == pytest.approx(
         (expected.estimate, expected.low, expected.high))
@@ -225,7 +222,7 @@ def test_several_seeds_use_a_t_interval_over_per_seed_gaps():
 def test_two_seeds_with_opposite_gaps_are_not_distinguishable():
     runs = [result("cifar_resnet20", 0, eval_correct=700), result("cifar_plain20", 0, eval_correct=600),
             result("cifar_resnet20", 1, eval_correct=600), result("cifar_plain20", 1, eval_correct=650)]
-    found = verdict(ablation.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
+    found = verdict(comparison.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
     assert found["conclusion"] == "not_distinguishable" and found["seeds"] == 2
 
 
@@ -233,17 +230,17 @@ def test_without_predictions_one_seed_gives_no_interval_and_no_conclusion():
     """A shard published before predictions were kept: accuracies only."""
     runs = [dataclasses.replace(result(name, eval_correct=correct), predictions=None)
             for name, correct in (("cifar_resnet20", 700), ("cifar_plain20", 600))]
-    found = verdict(ablation.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
+    found = verdict(comparison.verdicts(runs), "residual_vs_plain", "cifar_resnet20", "test")
     assert found["conclusion"] == "no_data" and found["gap"] is None
     assert found["sentence"].endswith("has no interval (after 3 epochs, 1 seed): no conclusion.")
     seed1 = [result("cifar_resnet20", 1, eval_correct=690), result("cifar_plain20", 1, eval_correct=610)]
-    found = verdict(ablation.verdicts(runs + seed1), "residual_vs_plain", "cifar_resnet20", "test")
+    found = verdict(comparison.verdicts(runs + seed1), "residual_vs_plain", "cifar_resnet20", "test")
     assert found["gap"] == pytest.approx(0.09) and found["seeds"] == 2
     assert found["sentence"].startswith("On test (1,000 images)")  # from seed 1's predictions
 
 
 def test_both_at_chance_is_at_chance_never_a_winner():
-    verdicts = ablation.verdicts([result("cifar_resnet20", eval_correct=115),
+    verdicts = comparison.verdicts([result("cifar_resnet20", eval_correct=115),
                                   result("cifar_plain20", eval_correct=95)])
     found = verdict(verdicts, "residual_vs_plain", "cifar_resnet20", "test")
     assert found["conclusion"] == "at_chance"
@@ -252,7 +249,7 @@ def test_both_at_chance_is_at_chance_never_a_winner():
 def test_depth_verdicts_on_training_error_show_degradation():
     runs = [result("cifar_plain20", train_correct=900), result("cifar_plain56", train_correct=800),
             result("cifar_resnet20", train_correct=900), result("cifar_resnet56", train_correct=950)]
-    verdicts = ablation.verdicts(runs)
+    verdicts = comparison.verdicts(runs)
     plain = verdict(verdicts, "depth", "cifar_plain56", "train")
     residual = verdict(verdicts, "depth", "cifar_resnet56", "train")
     assert plain["models"] == ["cifar_plain56", "cifar_plain20"]
@@ -264,7 +261,7 @@ def test_depth_verdicts_on_training_error_show_degradation():
 
 
 def test_a_diverged_twin_gives_a_diverged_verdict_not_a_crash():
-    verdicts = ablation.verdicts([
+    verdicts = comparison.verdicts([
         result("cifar_resnet56", eval_correct=700),
         result("cifar_plain56", status="diverged", epochs=1, diverged_epoch=2)])
     found = verdict(verdicts, "residual_vs_plain", "cifar_resnet56", "test")
@@ -274,30 +271,10 @@ def test_a_diverged_twin_gives_a_diverged_verdict_not_a_crash():
 
 def test_summary_averages_seeds():
     runs = [result("cifar_plain20", seed, eval_correct=600 + 100 * seed) for seed in range(2)]
-    [entry] = ablation.summarize(ablation.rows(runs))
+    [entry] = comparison.summarize(comparison.rows(runs))
     assert entry["seeds"] == 2 and entry["ok"] == 2
     assert entry["val_accuracy_mean"] == pytest.approx(0.65)
     assert entry["val_accuracy_std"] == pytest.approx(math.sqrt(0.005))
-
-
-def test_contracts_and_statistics_import_without_tensorflow_or_tfx():
-    code = ("import sys, components.contracts, components.ablation; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tfx'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=pathlib.Path(__file__).resolve().parents[1]).stdout
-    assert out.strip() == "[]"
-
-
-def test_components_never_import_the_pipeline_layer():
-    """Components are what the pipeline is built from: none imports the pipeline layer."""
-    root = pathlib.Path(__file__).resolve().parents[1] / "components"
-    offenders = []
-    for path in sorted(root.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
-                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "pipeline"]
-    assert offenders == []
 
 
 def test_repeat_check_finds_the_first_differing_epoch_and_the_final_differences():

@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 
-from components import data_source as ds
 from pipeline import config as config_lib
+from resnet_ablation import data_source as ds
 
 
 def test_a_relative_image_folder_is_anchored_to_the_base_and_tilde_expanded(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import diagnostics, models
-from components.keras_lib import keras
+from resnet_ablation import diagnostics, models
+from resnet_ablation.keras2 import keras
 from tests.conftest import SMOKE_DATA
 
 

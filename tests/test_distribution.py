@@ -16,10 +16,10 @@ import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import optimisation, trainer
-from components.contracts import Predictions
-from components.keras_lib import keras
 from components.training_callbacks import EpochCheckpoint
 from pipeline import config as config_lib
+from resnet_ablation.contracts import Predictions
+from resnet_ablation.keras2 import keras
 from tests.test_trainer import (
     _CHILD,
     REPO,
@@ -37,7 +37,7 @@ _STEP_CHILD = """
 import json, sys
 import numpy as np
 from components import hardware, optimisation
-from components.keras_lib import keras
+from resnet_ablation.keras2 import keras
 from pipeline.config import TrainingConfig
 replicas, mode, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 hardware.configure_replicas(replicas)
@@ -265,7 +265,7 @@ import json
 from components import hardware
 hardware.configure_replicas(2)
 import tensorflow as tf
-from components.keras_lib import keras
+from resnet_ablation.keras2 import keras
 from components.training_callbacks import ReplicaStatistics
 strategy = hardware.distribution_strategy(2)
 with strategy.scope():

@@ -25,7 +25,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as keys
 from tfx.utils import proto_utils
 
-from components import data_source as ds, example_gen as eg, image_records
+from components import example_gen as eg, example_gen_config, image_records
+from resnet_ablation import data_source as ds
 from tests.helpers import first_by_hash, read_examples
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
@@ -579,7 +580,7 @@ def test_zero_validation_fraction_changes_nothing(tmp_path):
     component = eg.ImageExampleGen(data=data, validation_fraction=0.0)
     assert component.exec_properties == eg.ImageExampleGen(data=data).exec_properties
     struct = struct_pb2.Struct()
-    eg.ImageGenConfig(data, validation_fraction=0.0).to_proto().custom_config.Unpack(struct)
+    example_gen_config.ImageGenConfig(data, validation_fraction=0.0).to_proto().custom_config.Unpack(struct)
     assert set(struct.keys()) == {"data", "eval_fraction"}
 
     default = run_executor(tmp_path / "default", data)

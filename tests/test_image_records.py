@@ -17,7 +17,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import data_source as ds, image_checks, image_records
+from components import image_records
+from resnet_ablation import data_source as ds, image_checks
 
 CIFAR_FLAT = pathlib.Path(__file__).resolve().parent / "fixtures" / "cifar_flat"
 PETS = CIFAR_FLAT.parent / "pets"

@@ -531,7 +531,7 @@ def example_gen_run(two_models, tmp_path_factory) -> tuple[pathlib.Path, dict]:
 def test_the_image_example_gen_container_entrypoint_runs(example_gen_run):
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from components.data_source import LABELS_FILE
+    from resnet_ablation.data_source import LABELS_FILE
     from tests.helpers import read_examples
 
     root, executor_output = example_gen_run

@@ -1,10 +1,10 @@
-"""components.model_cost against the published arithmetic of the nets it measures."""
+"""resnet_ablation.model_cost against the published arithmetic of the nets it measures."""
 
 from __future__ import annotations
 
 import pytest
 
-from components import model_cost, models
+from resnet_ablation import model_cost, models
 
 
 @pytest.mark.parametrize("name, num_classes, size, giga_multiply_adds", [

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import model_specs, models
-from components.keras_lib import keras
+from resnet_ablation import model_specs, models
+from resnet_ablation.keras2 import keras
 
 # torchvision's trainable parameter counts at 1000 classes.
 IMAGENET_TRAINABLE = {
@@ -89,7 +89,7 @@ def test_shortcut_option_counts_quoted_in_readme(name, shortcut, count):
 
 
 def test_shortcut_defaults_follow_the_paper_and_validate_without_tensorflow():
-    code = ("import sys; from components import model_specs as m; "
+    code = ("import sys; from resnet_ablation import model_specs as m; "
             "print(m.SHORTCUT_OPTIONS, m.shortcut_option('resnet50'), "
             "m.shortcut_option('cifar_plain20'), m.shortcut_option('resnet18', 'C'), "
             "'tensorflow' in sys.modules)")

@@ -12,9 +12,9 @@ import shutil
 import pytest
 import tensorflow_model_analysis as tfma
 
-from components.contracts import PREDICTIONS_FILE, Predictions
-from pipeline import artifacts, cli, config as config_lib, local_runner
+from pipeline import cli, config as config_lib, local_runner, run_metadata, study_merge
 from pipeline.config import ConfigError, PipelineConfig, TrainingConfig
+from resnet_ablation.contracts import PREDICTIONS_FILE, Predictions
 from tests.conftest import IN_MEMORY, REPO, SMOKE_DATA, ingest
 
 CATS_VS_DOGS = REPO.parent / "shared" / "datasets" / "cats_vs_dogs"
@@ -95,8 +95,8 @@ TINY = PipelineConfig(
 
 
 def _states(config):
-    store = artifacts.open_store(config.pipeline_root)
-    return {run.component: run.state for run in artifacts.last_run(store, config.pipeline_name)}
+    store = run_metadata.open_store(config.pipeline_root)
+    return {run.component: run.state for run in run_metadata.last_run(store, config.pipeline_name)}
 
 
 def _lineage_inputs(store, artifact_id: int, key: str) -> list:
@@ -129,9 +129,9 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     assert set(_states(config).values()) == {"ran"}
     assert len(_states(config)) == 10  # 6 data components, 2 Trainers, 1 Evaluator, report
 
-    store = artifacts.open_store(config.pipeline_root)
-    [report] = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
-    [evaluation] = artifacts.latest_outputs(store, config.pipeline_name,
+    store = run_metadata.open_store(config.pipeline_root)
+    [report] = run_metadata.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    [evaluation] = run_metadata.latest_outputs(store, config.pipeline_name,
                                             "Evaluator.cifar_resnet20_vs_cifar_plain20", "evaluation")
     with open(os.path.join(report.uri, "ablation.csv")) as file:
         rows = {row["model"]: row for row in csv.DictReader(file)}
@@ -145,7 +145,7 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
         # predictions on the same 500 test images (within 5 images: a barely trained net has
         # near-ties that other batch sizes may break differently in bfloat16), and its confusion
         # matrix holds all of them.
-        [run] = artifacts.latest_outputs(store, config.pipeline_name, f"Trainer.{model}", "model_run")
+        [run] = run_metadata.latest_outputs(store, config.pipeline_name, f"Trainer.{model}", "model_run")
         predictions = Predictions.from_json(
             pathlib.Path(run.uri, PREDICTIONS_FILE).read_text()).eval
         hits = sum(p == label for p, label in zip(predictions.predicted, predictions.labels))
@@ -164,7 +164,7 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     assert rows["cifar_plain20"]["delta_vs_plain"] == ""
 
     # lineage: report <- every ModelRun <- its Trainer <- the Examples
-    [examples] = artifacts.latest_outputs(store, config.pipeline_name, "ImageExampleGen", "examples")
+    [examples] = run_metadata.latest_outputs(store, config.pipeline_name, "ImageExampleGen", "examples")
     runs = [a for key in ("model_runs_0", "model_runs_1")
             for a in _lineage_inputs(store, report.id, key)]
     assert sorted(a.custom_properties["model_name"].string_value for a in runs) == sorted(rows)
@@ -191,8 +191,8 @@ def test_two_seeds_at_chance_give_intervals_and_no_winner(tmp_path, capsys):
     config = dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root"), seeds=2)
     local_runner.run(config)
     out = capsys.readouterr().out
-    store = artifacts.open_store(config.pipeline_root)
-    [report] = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    store = run_metadata.open_store(config.pipeline_root)
+    [report] = run_metadata.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
     data = json.loads(open(os.path.join(report.uri, "ablation.json")).read())
     assert [(r["model"], r["seed"]) for r in data["rows"]] == [
         ("cifar_plain20", 0), ("cifar_plain20", 1), ("cifar_resnet20", 0), ("cifar_resnet20", 1)]
@@ -222,14 +222,14 @@ def test_diverged_models_still_yield_a_report(tmp_path, capsys):
     local_runner.run(config)
     out = capsys.readouterr().out
     assert set(_states(config).values()) == {"ran"}
-    store = artifacts.open_store(config.pipeline_root)
-    [report] = artifacts.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
+    store = run_metadata.open_store(config.pipeline_root)
+    [report] = run_metadata.latest_outputs(store, config.pipeline_name, "AblationReport", "report")
     with open(os.path.join(report.uri, "ablation.csv")) as file:
         rows = {row["model"]: row for row in csv.DictReader(file)}
     assert {r["status"] for r in rows.values()} == {"diverged"}
     assert {r["diverged_epoch"] for r in rows.values()} == {"1"}
     assert "cifar_plain20 seed 0 diverged (non-finite loss in epoch 1)" in " ".join(out.split())
-    [evaluation] = artifacts.latest_outputs(store, config.pipeline_name,
+    [evaluation] = run_metadata.latest_outputs(store, config.pipeline_name,
                                             "Evaluator.cifar_resnet20_vs_cifar_plain20", "evaluation")
     assert "diverged in epoch 1" in open(os.path.join(evaluation.uri, "SKIPPED")).read()
 
@@ -247,14 +247,14 @@ def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
     assert cli.main(["report", *map(str, roots), "--output", str(output), "--with-runs"]) == 0
     merged = json.loads((output / "ablation.json").read_text())
     published = sorted(str(p.relative_to(output)) for p in (output / "runs").rglob("*")
-                       if artifacts.TENSORBOARD not in p.relative_to(output).parts)
+                       if study_merge.TENSORBOARD not in p.relative_to(output).parts)
     boards = {p.relative_to(output).parts[1:4] for p in (output / "runs").rglob("events.out*")}
-    assert boards == {(f"shard{s}", artifacts.TENSORBOARD, f"{m}_seed{s}")
+    assert boards == {(f"shard{s}", study_merge.TENSORBOARD, f"{m}_seed{s}")
                       for s in (0, 1) for m in ("cifar_plain20", "cifar_resnet20")}
     assert published == sorted([f"runs/shard{s}" for s in (0, 1)] + [
         f"runs/shard{s}/{name}" for s in (0, 1) for name in [
             f"{m}_seed{s}.{kind}" for m in ("cifar_plain20", "cifar_resnet20")
-            for kind in artifacts.RUN_FILES] + ["shard.json"]])
+            for kind in study_merge.RUN_FILES] + ["shard.json"]])
     history = json.loads((output / "runs/shard1/cifar_resnet20_seed1.history.json").read_text())
     assert history["seed"] == 1 and len(history["epochs"]) == TINY.training.epochs
     # the published shards merge without their roots into the same report
@@ -278,7 +278,7 @@ def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
 
 
 def test_roots_of_different_studies_are_not_merged():
-    from pipeline.artifacts import RootReport, _check_one_study
+    from pipeline.study_merge import RootReport, _check_one_study
 
     def part(root, **config):
         base = {"data": "imagefolder:x", "seeds": 1, "first_seed": 0, "pipeline_root": root,

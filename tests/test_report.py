@@ -31,17 +31,18 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import ablation, evaluation, report, report_files
-from components.contracts import (
+from components import evaluation, report
+from pipeline import study_merge
+from resnet_ablation import comparison, report_files, report_html, report_tables
+from resnet_ablation.contracts import (
     EpochRecord,
     LayerResponses,
     Predictions,
     RunHistory,
     SplitPredictions,
 )
-from components.keras_lib import keras
-from components.model_specs import get_spec
-from pipeline import artifacts
+from resnet_ablation.keras2 import keras
+from resnet_ablation.model_specs import get_spec
 
 EXPECTED_COLUMNS = ["model", "family", "depth", "residual", "params", "epochs", "seed",
                     "train_loss", "val_loss", "val_accuracy", "best_val_accuracy",
@@ -313,7 +314,7 @@ def test_json_verdicts_follow_the_contract(component_output, evaluations):
     assert on_test["models"] == [RESNET, PLAIN]
     # two seeds: t-interval over the per-seed gaps (df = 1), wide
     gaps = [tfma_accuracy(evaluations[RESNET]) - tfma_accuracy(evaluations[PLAIN]), 0.15]
-    expected = ablation.t_interval(gaps)
+    expected = comparison.t_interval(gaps)
     assert (on_test["gap"], on_test["ci_low"], on_test["ci_high"]) == pytest.approx(
         (expected.estimate, expected.low, expected.high))
     assert data["provenance"]["code version"] == "abc123"
@@ -398,7 +399,7 @@ def test_markdown_shows_the_datas_text_as_text_never_as_markup():
     assert "'&lt;script&gt;x&lt;/script&gt;'" in text
     assert "- &lt;img src=x onerror=alert(1)&gt; beats &#124; plain" in text
     assert "\n# a heading" not in text and "- train: 1 file(s) named # a heading" in text
-    page = report_files._html(content, {"errors": b"", "curves": b""})
+    page = report_html.page(content, {"errors": b"", "curves": b""})
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
 
 
@@ -412,15 +413,15 @@ def _provenance(data="imagefolder:/home/me/datasets/cifar10/png", profile="cifar
 
 def test_the_title_names_data_profile_seeds_and_newest_run_date():
     rows = [{"seed": seed} for seed in (2, 0, 1, 1)]
-    assert report_files.title(rows, _provenance()) == (
+    assert report_tables.title(rows, _provenance()) == (
         "Residual vs plain on imagefolder:cifar10/png — profile cifar_cpu, seeds 0–2, 2026-11-27")
-    assert report_files.title([{"seed": 0}, {"seed": 2}, {"seed": 5}],
+    assert report_tables.title([{"seed": 0}, {"seed": 2}, {"seed": 5}],
                               _provenance("tfds:cifar10", None, "unknown")) == (
         "Residual vs plain on tfds:cifar10 — seeds 0, 2, 5")
-    assert report_files.title([{"seed": 3}], {}) == "Residual vs plain — seed 3"
-    assert report_files.title([], {}) == "Residual vs plain"
-    assert report_files.data_name("imagefolder:gs://bucket/sets/cats/png") == "imagefolder:cats/png"
-    assert report_files.data_name("imagefolder:../shared/cifar10/png") == "imagefolder:cifar10/png"
+    assert report_tables.title([{"seed": 3}], {}) == "Residual vs plain — seed 3"
+    assert report_tables.title([], {}) == "Residual vs plain"
+    assert report_tables.data_name("imagefolder:gs://bucket/sets/cats/png") == "imagefolder:cats/png"
+    assert report_tables.data_name("imagefolder:../shared/cifar10/png") == "imagefolder:cifar10/png"
 
 
 def _residual_pair(correct_resnet, correct_plain, ids=EVAL_IDS, seed=0):
@@ -433,29 +434,29 @@ def _residual_pair(correct_resnet, correct_plain, ids=EVAL_IDS, seed=0):
             y if i < correct else (y + 1) % 3 for i, y in enumerate(labels)))
         return Predictions(eval=split, train=split)
 
-    return [ablation.RunResult(history(RESNET, seed, [0.5, correct_resnet / ids]),
+    return [comparison.RunResult(history(RESNET, seed, [0.5, correct_resnet / ids]),
                                preds(correct_resnet)),
-            ablation.RunResult(history(PLAIN, seed, [0.4, correct_plain / ids]),
+            comparison.RunResult(history(PLAIN, seed, [0.4, correct_plain / ids]),
                                preds(correct_plain))]
 
 
 def test_a_p_value_that_underflows_reads_below_1e_300_never_0():
     """3,000 discordant pairs all one way: McNemar's p is 2 * 0.5**3000, 0.0 in floating point."""
     results = _residual_pair(3000, 0, ids=3000)
-    [row] = [r for r in ablation.rows(results) if r["model"] == RESNET]
-    [verdict] = [v for v in ablation.verdicts(results) if v["split"] == "test"]
+    [row] = [r for r in comparison.rows(results) if r["model"] == RESNET]
+    [verdict] = [v for v in comparison.verdicts(results) if v["split"] == "test"]
     assert row["mcnemar_p"] == verdict["p_value"] == 0.0  # the statistic itself is unchanged
     assert verdict["sentence"].endswith(", McNemar p < 1e-300: residual better.")
-    [cells] = [c for c in report_files.display_rows(ablation.rows(results)) if c["model"] == RESNET]
+    [cells] = [c for c in report_tables.display_rows(comparison.rows(results)) if c["model"] == RESNET]
     assert cells["McNemar p"] == "< 1e-300"
-    assert [ablation.format_p(p) for p in (0.0, 1e-301, 2.68e-13, 0.5, None)] == [
+    assert [comparison.format_p(p) for p in (0.0, 1e-301, 2.68e-13, 0.5, None)] == [
         "< 1e-300", "< 1e-300", "2.68e-13", "0.5", ""]
 
 
 def test_a_verdict_sentence_is_in_error_terms_with_the_statistic_unchanged():
     results = _residual_pair(150, 100)
-    [verdict] = [v for v in ablation.verdicts(results) if v["split"] == "test"]
-    interval, p_value = ablation.paired_difference(*[[i < c for i in range(EVAL_IDS)]
+    [verdict] = [v for v in comparison.verdicts(results) if v["split"] == "test"]
+    interval, p_value = comparison.paired_difference(*[[i < c for i in range(EVAL_IDS)]
                                                      for c in (150, 100)])
     assert (verdict["gap"], verdict["ci_low"], verdict["ci_high"]) == pytest.approx(
         (interval.estimate, interval.low, interval.high))  # accuracy, as before
@@ -469,8 +470,8 @@ def test_the_runs_table_explains_every_missing_gap_and_drops_empty_columns():
     """Seed 0 without predictions (no interval), seed 1 paired, seed 2 without its plain twin."""
     unpaired = [dataclasses.replace(r, predictions=None) for r in _residual_pair(150, 100)]
     results = unpaired + _residual_pair(140, 110, seed=1) + _residual_pair(120, 0, seed=2)[:1]
-    cells, columns, notes = report_files.runs_table(ablation.rows(results))
-    gaps = {(c["model"], c["seed"]): c[report_files.GAP_COLUMN] for c in cells}
+    cells, columns, notes = report_tables.runs_table(comparison.rows(results))
+    gaps = {(c["model"], c["seed"]): c[report_tables.GAP_COLUMN] for c in cells}
     assert gaps[(RESNET, "0")] == "-25.00 ¹" and gaps[(PLAIN, "0")] == ""
     assert re.fullmatch(r"-15\.00 \(-\d+\.\d\d to -\d+\.\d\d\)", gaps[(RESNET, "1")])
     assert gaps[(RESNET, "2")] == "— ²"
@@ -482,8 +483,8 @@ def test_the_runs_table_explains_every_missing_gap_and_drops_empty_columns():
 
 def test_the_per_model_table_is_mean_and_sd_over_seeds():
     results = _residual_pair(150, 100) + _residual_pair(140, 110, seed=1)
-    rows = ablation.rows(results)
-    cells, columns = report_files.model_table(ablation.summarize(rows), rows)
+    rows = comparison.rows(results)
+    cells, columns = report_tables.model_table(comparison.summarize(rows), rows)
     assert columns == ["model", "seeds", "test error, %", "training error, %"]
     resnet = next(c for c in cells if c["model"] == RESNET)
     errors = [100 * (1 - 150 / EVAL_IDS), 100 * (1 - 140 / EVAL_IDS)]
@@ -498,15 +499,15 @@ def test_provenance_paths_are_shown_from_their_root():
                   "config": {"pipeline_root": "/runs/a/seed0",
                              "data": "imagefolder:/home/me/sets/cifar10/png"},
                   "notes": "see /runs/a/seed0/Trainer/1 and gs://bucket/x/y, docs/a/b.json"}
-    roots = report_files.pipeline_roots(provenance)
-    assert report_files.relative_paths(provenance, roots) == {
+    roots = report_html.pipeline_roots(provenance)
+    assert report_html.relative_paths(provenance, roots) == {
         "merged pipeline roots": ["seed0", "seed1"],
         "config": {"pipeline_root": "seed0", "data": "imagefolder:…/cifar10/png"},
         "notes": "see seed0/Trainer/1 and gs://bucket/x/y, docs/a/b.json"}
 
 
 def test_learning_rate_drops_come_from_the_histories_or_the_step_schedule():
-    from components import plots
+    from resnet_ablation import plots
 
     steps = history(RESNET, 0, [0.3, 0.4, 0.5, 0.6, 0.7], images_per_second=[100.0] * 5)
     rates = (0.1, 0.1, 0.01, 0.01, 0.001)
@@ -526,7 +527,7 @@ def test_learning_rate_drops_come_from_the_histories_or_the_step_schedule():
 def test_every_figure_speaks_one_line_style(tmp_path):
     """In each figure's SVG, a model's line is solid if residual, dashed if plain, and has its
     twin's colour; depths differ in colour."""
-    runs = [ablation.RunResult(history(name, seed, [0.3 + 0.1 * seed, 0.5]), predictions(120),
+    runs = [comparison.RunResult(history(name, seed, [0.3 + 0.1 * seed, 0.5]), predictions(120),
                                responses=LayerResponses(("a_bn", "b_bn"), (1.0, 0.5), EVAL_IDS))
             for name in (RESNET, PLAIN, "cifar_resnet56", "cifar_plain56") for seed in (0, 1)]
     _, paths = report.render(runs, tmp_path)
@@ -546,9 +547,9 @@ def test_every_figure_speaks_one_line_style(tmp_path):
 
 def test_the_terminal_summary_wraps_and_shows_no_markup():
     results = _residual_pair(150, 100) + _residual_pair(140, 110, seed=1)
-    rows = ablation.rows(results)
-    content = {"rows": rows, "summary": ablation.summarize(rows),
-               "verdicts": ablation.verdicts(results), "provenance": _provenance(),
+    rows = comparison.rows(results)
+    content = {"rows": rows, "summary": comparison.summarize(rows),
+               "verdicts": comparison.verdicts(results), "provenance": _provenance(),
                "warnings": ["train: 2 file(s) skipped as truncated"]}
     text = report_files.terminal_summary(content, width=60)
     lines = text.splitlines()
@@ -608,7 +609,7 @@ def _report_pipeline(evaluations, tmp_path, root):
 
 
 def test_pipeline_runs_report_and_rerenders_from_mlmd(evaluations, tmp_path):
-    """LocalDagRunner runs the report on its list inputs; artifacts.render_report then
+    """LocalDagRunner runs the report on its list inputs; study_merge.render_report then
     re-reads MLMD and keeps the newest LIVE ModelRun per (model, seed)."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
@@ -634,7 +635,7 @@ def test_pipeline_runs_report_and_rerenders_from_mlmd(evaluations, tmp_path):
     _put_model_run(store, model_run(tmp_path / "newer", newer, RUNS[1][1], False).uri, PLAIN, 0,
                    metadata_store_pb2.Artifact.LIVE)
     _put_model_run(store, tmp_path / "missing", RESNET, 0, metadata_store_pb2.Artifact.PENDING)
-    paths = artifacts.render_report(str(root))
+    paths = study_merge.render_report(str(root))
     assert paths["csv"] == root / "report" / "ablation.csv"
     rerendered = _csv_rows(paths["csv"].parent)
     assert sorted(rerendered) == [(PLAIN, 0), (RESNET, 0)]
@@ -678,19 +679,19 @@ def test_report_compiles_for_kubeflow_v2(evaluations, tmp_path):
 
 def test_render_report_without_a_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.sqlite"):
-        artifacts.render_report(str(tmp_path))
+        study_merge.render_report(str(tmp_path))
 
 
 def _root_report(root, seed, correct, **fields):
     """What a shard root with one residual/plain pair of `seed` gives the report."""
-    runs = [ablation.RunResult(
+    runs = [comparison.RunResult(
         history(name, seed, (0.4, acc)), predictions(int(acc * EVAL_IDS)),
         metrics={"accuracy": acc, "example_count": float(EVAL_IDS)},
         responses=LayerResponses(("a_bn", "b_bn"), (1.0, 0.5), EVAL_IDS))
         for name, acc in ((RESNET, correct[0]), (PLAIN, correct[1]))]
     config = {"data": "imagefolder:x", "first_seed": seed, "pipeline_root": str(root),
               "training": {"epochs": 2}}
-    return artifacts.RootReport(str(root), runs, {"examples": {"train": 64, "eval": EVAL_IDS}},
+    return study_merge.RootReport(str(root), runs, {"examples": {"train": 64, "eval": EVAL_IDS}},
                                 json.dumps(config, indent=2, sort_keys=True), "abc123",
                                 f"run-{seed}", {"Trainer": 12.5}, **fields)
 
@@ -702,16 +703,16 @@ def test_a_published_shard_gives_back_its_report_inputs(tmp_path):
         (0, (0.9, 0.6), "reconstructed"), (1, (0.8, 0.65), ""))]
     folders = [tmp_path / "published" / "runs" / f"seed{s}" for s in (0, 1)]
     for part, folder in zip(parts, folders):
-        written = artifacts.publish_runs(part, folder)
+        written = study_merge.publish_runs(part, folder)
         seed = part.results[0].history.seed
         assert sorted(p.name for p in written if p.parent == folder) == sorted(
-            [artifacts.SHARD_FILE] + [f"{m}_seed{seed}.{kind}"
-                                      for m in (RESNET, PLAIN) for kind in artifacts.RUN_FILES])
+            [study_merge.SHARD_FILE] + [f"{m}_seed{seed}.{kind}"
+                                      for m in (RESNET, PLAIN) for kind in study_merge.RUN_FILES])
         # and each run's TensorBoard events, written from its history
-        board = folder / artifacts.TENSORBOARD
+        board = folder / study_merge.TENSORBOARD
         assert sorted(p.relative_to(board).parts[0] for p in written if board in p.parents) == \
             sorted([f"{m}_seed{seed}" for m in (RESNET, PLAIN)] * 2)  # events + digest each
-        back = artifacts.read_published(str(folder))
+        back = study_merge.read_published(str(folder))
         assert back.results == sorted(part.results, key=lambda r: r.history.model)
         assert (back.data, back.config_json, back.code_version, back.run_name,
                 back.component_seconds, back.notes) == (
@@ -719,7 +720,7 @@ def test_a_published_shard_gives_back_its_report_inputs(tmp_path):
             part.component_seconds, part.notes)
     before = {p: p.read_bytes() for p in (tmp_path / "published").rglob("*") if p.is_file()}
 
-    paths = artifacts.render_report([str(f) for f in folders], str(tmp_path / "published"),
+    paths = study_merge.render_report([str(f) for f in folders], str(tmp_path / "published"),
                                     publish=True)
     after = {p: p.read_bytes() for p in (tmp_path / "published" / "runs").rglob("*")
              if p.is_file()}
@@ -737,14 +738,14 @@ def test_a_shard_published_with_histories_only_still_merges(tmp_path):
     accuracies come from the histories, the other shard's from its Evaluator metrics."""
     full = _root_report(tmp_path / "seed1", 1, (0.8, 0.65))
     folder = tmp_path / "runs" / "seed0"
-    artifacts.publish_runs(_root_report(tmp_path / "seed0", 0, (0.9, 0.6)), folder)
+    study_merge.publish_runs(_root_report(tmp_path / "seed0", 0, (0.9, 0.6)), folder)
     for path in folder.glob("*"):
         if path.is_dir():
             shutil.rmtree(path)
-        elif path.name != artifacts.SHARD_FILE and not path.name.endswith(".history.json"):
+        elif path.name != study_merge.SHARD_FILE and not path.name.endswith(".history.json"):
             path.unlink()
-    artifacts.publish_runs(full, tmp_path / "runs" / "seed1")
-    paths = artifacts.render_report([str(folder), str(tmp_path / "runs" / "seed1")],
+    study_merge.publish_runs(full, tmp_path / "runs" / "seed1")
+    paths = study_merge.render_report([str(folder), str(tmp_path / "runs" / "seed1")],
                                     str(tmp_path / "merged"))
     rows = _csv_rows(paths["csv"].parent)
     assert float(rows[(RESNET, 0)]["val_accuracy"]) == pytest.approx(0.9)  # the history's
@@ -754,14 +755,14 @@ def test_a_shard_published_with_histories_only_still_merges(tmp_path):
 
 def test_a_folder_that_is_neither_root_nor_shard(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.sqlite"):
-        artifacts.read_part(str(tmp_path))
-    (tmp_path / artifacts.SHARD_FILE).write_text("{}")
+        study_merge.read_part(str(tmp_path))
+    (tmp_path / study_merge.SHARD_FILE).write_text("{}")
     with pytest.raises(ValueError, match="holds no <model>_seed<k>.history.json"):
-        artifacts.read_part(str(tmp_path))
+        study_merge.read_part(str(tmp_path))
 
 
-def _with(part: artifacts.RootReport, data: str | None = None, content: str | None = None,
-          precision: str | None = None) -> artifacts.RootReport:
+def _with(part: study_merge.RootReport, data: str | None = None, content: str | None = None,
+          precision: str | None = None) -> study_merge.RootReport:
     """`part` with its data read from `data`, its splits' content digests and its precision."""
     config = json.loads(part.config_json)
     config["data"] = data or config["data"]
@@ -781,9 +782,9 @@ def test_shards_merge_by_data_content_and_precision_not_by_path(tmp_path):
     here = _with(_root_report(tmp_path / "seed0", 0, (0.9, 0.6)), "imagefolder:/a/png", "c1")
     elsewhere = _with(_root_report(tmp_path / "seed1", 1, (0.8, 0.65)), "imagefolder:/b/png", "c1")
     for index, part in enumerate((here, elsewhere)):
-        artifacts.publish_runs(part, tmp_path / "runs" / f"seed{index}")
+        study_merge.publish_runs(part, tmp_path / "runs" / f"seed{index}")
     folders = [str(tmp_path / "runs" / f"seed{index}") for index in (0, 1)]
-    paths = artifacts.render_report(folders, str(tmp_path / "merged"))
+    paths = study_merge.render_report(folders, str(tmp_path / "merged"))
     provenance = json.loads(paths["json"].read_text())["provenance"]
     assert provenance["data read from"] == {"seed0": "imagefolder:/a/png",
                                             "seed1": "imagefolder:/b/png"}
@@ -791,14 +792,14 @@ def test_shards_merge_by_data_content_and_precision_not_by_path(tmp_path):
     other_images = _with(elsewhere, content="c2")
     with pytest.raises(ValueError, match=r"seed1 trained on other data than .*seed0: the images "
                                          r"of split\(s\) eval, train differ in content"):
-        artifacts._check_one_study([here, other_images])
+        study_merge._check_one_study([here, other_images])
     bfloat16 = _with(elsewhere, precision="mixed_bfloat16")
     with pytest.raises(ValueError, match=r"the runs trained in different precisions: float32 "
                                          r"\(cifar_\w+ seed 0 in .*seed0\) vs mixed_bfloat16 "
                                          r"\(cifar_\w+ seed 1 in .*seed1\)"):
-        artifacts._check_one_study([here, bfloat16])
+        study_merge._check_one_study([here, bfloat16])
     # without content digests on both sides (shards ingested before they were kept) the path
     # is still compared
     with pytest.raises(ValueError, match="data is \"imagefolder:/a/png\" vs \"imagefolder:/b/png\""):
-        artifacts._check_one_study([_with(here), _with(_root_report(tmp_path / "s1", 1, (0.8, 0.6)),
+        study_merge._check_one_study([_with(here), _with(_root_report(tmp_path / "s1", 1, (0.8, 0.6)),
                                                        "imagefolder:/b/png")])

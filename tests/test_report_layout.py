@@ -22,8 +22,8 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from components import report_files
-from pipeline import artifacts
+from pipeline import study_merge
+from resnet_ablation import report_files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STUDY = REPO / "docs" / "results" / "cifar_cpu"
@@ -39,7 +39,7 @@ XLINK = "{http://www.w3.org/1999/xlink}"
 def published(tmp_path_factory) -> dict[str, pathlib.Path]:
     """The report of the three committed shard folders, written to a temporary folder."""
     output = tmp_path_factory.mktemp("published")
-    return artifacts.render_report([str(shard) for shard in SHARDS], str(output))
+    return study_merge.render_report([str(shard) for shard in SHARDS], str(output))
 
 
 @pytest.fixture(scope="module")

@@ -454,7 +454,7 @@ def test_an_unknown_profile_on_the_tfx_cli_path_is_one_line(tmp_path):
 
 def _bmps_tensorflow_misreads() -> dict[str, bytes]:
     """BMPs PIL decodes but TensorFlow's BMP decoder fails on or decodes wrongly (see
-    components/image_checks.py, check_bmp), made from one smoke PNG."""
+    resnet_ablation/image_checks.py, check_bmp), made from one smoke PNG."""
     from PIL import Image
 
     image = Image.open(sorted((SMOKE_DATA / "train" / "cat").iterdir())[0]).convert("RGB")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components import model_cost, models
 from pipeline import config as config_lib, study_plan
 from pipeline.cli import main
+from resnet_ablation import model_cost, models
 
 
 def test_plan_counts_trainers_images_flops_and_estimates_time_from_resnet50s_rate():

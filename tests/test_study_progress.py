@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from components.contracts import EpochRecord
-from components.progress_events import EpochDone
 from pipeline.study_progress import StudyProgress, duration_text
+from resnet_ablation.contracts import EpochRecord
+from resnet_ablation.progress_events import EpochDone
 
 TRAINERS = [("Trainer.small", "small", 0), ("Trainer.big", "big", 0)]
 
@@ -81,7 +81,7 @@ def test_duration_text(seconds, text):
 
 
 def test_the_clean_training_error_pass_gets_a_line_of_its_own():
-    from components.progress_events import MeasuringTrainError
+    from resnet_ablation.progress_events import MeasuringTrainError
 
     study, stream = progress()
     study.component_started("Trainer.big")

@@ -1,4 +1,4 @@
-"""components.tensorboard_logs: the paper's scalars and hparams in event files TensorBoard reads."""
+"""resnet_ablation.tensorboard_logs: the paper's scalars and hparams in event files TensorBoard reads."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from components import tensorboard_logs
-from components.contracts import RunHistory
+from resnet_ablation import tensorboard_logs
+from resnet_ablation.contracts import RunHistory
 
 PUBLISHED = pathlib.Path(__file__).resolve().parents[1] / "docs/results/cifar_cpu/runs/seed0"
 

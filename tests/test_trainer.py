@@ -17,9 +17,9 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import hardware, input_pipeline, optimisation, trainer
-from components.contracts import LayerResponses, Predictions, RunHistory
 from pipeline import config as config_lib
 from pipeline.config import TrainingConfig
+from resnet_ablation.contracts import LayerResponses, Predictions, RunHistory
 from tests.helpers import read_examples
 from tests.test_tensorboard_logs import read_scalars
 
@@ -139,7 +139,7 @@ def test_record_order_does_not_depend_on_the_core_count(ingested):
 
 _CHILD = """
 import json, sys
-import components.keras_lib
+import resnet_ablation.keras2
 from tfx.components.trainer.fn_args_utils import FnArgs
 from components import trainer
 trainer.run_fn(FnArgs(**json.loads(sys.argv[1])))
@@ -332,7 +332,7 @@ def _l2(weights) -> float:
 def test_weight_decay_scope_all_includes_batchnorm_gamma_beta_and_bias(scope):
     """"all" (the default, as fb.resnet.torch and torchvision's reference script) decays every
     trainable weight; "kernels" only convolution and dense kernels."""
-    from components import models
+    from resnet_ablation import models
 
     model = models.build_model("cifar_plain20", 10, (8, 8, 3))
     rng = np.random.default_rng(0)
@@ -464,7 +464,7 @@ def test_onednn_is_on_unless_the_user_chose_otherwise(setting, expected):
 _STEPS_CHILD = """
 import json, numpy as np
 from components import hardware, optimisation
-from components.keras_lib import keras
+from resnet_ablation.keras2 import keras
 from pipeline.config import TrainingConfig
 keras.utils.set_random_seed(0)
 training = TrainingConfig(batch_size=32, warmup_epochs=0, schedule="constant", mixed_precision="off")

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from components.keras_lib import keras
-from components.model_specs import MODEL_NAMES, ModelSpec, Shortcut, get_spec, shortcut_option
+from resnet_ablation.keras2 import keras
+from resnet_ablation.model_specs import MODEL_NAMES, ModelSpec, Shortcut, get_spec, shortcut_option
 
 __all__ = ["MODEL_NAMES", "build_model", "get_spec", "main_path_convolutions",
            "trainable_params"]

@@ -18,8 +18,8 @@ import matplotlib.ticker
 import matplotlib.transforms
 import numpy as np
 
-from components.contracts import LayerResponses, RunHistory
-from components.model_specs import get_spec
+from resnet_ablation.contracts import LayerResponses, RunHistory
+from resnet_ablation.model_specs import get_spec
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first

@@ -24,7 +24,7 @@ import os
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from components.contracts import EpochRecord, RunHistory
+from resnet_ablation.contracts import EpochRecord, RunHistory
 
 FOLDER = "paper"  # under a ModelRun's logs/, beside Keras' own train/ and validation/
 

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components.keras_lib import keras
-from components.models import build_model, main_path_convolutions
+from resnet_ablation.keras2 import keras
+from resnet_ablation.models import build_model, main_path_convolutions
 
 
 def relative_gradient_norms(model: keras.Model, images, labels) -> list[tuple[str, float]]:
@@ -67,7 +67,7 @@ def image_batches(folder: str, batch_size: int, batches: int, size: int, seed: i
     with the sample's own mean and std; returns them and the number of classes."""
     from PIL import Image
 
-    from components.data_source import TRAIN, list_imagefolder, logical_split
+    from resnet_ablation.data_source import TRAIN, list_imagefolder, logical_split
 
     listing = list_imagefolder(folder)
     train = [f for f in listing.files if logical_split(f.source_split) == TRAIN]

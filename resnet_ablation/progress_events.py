@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 
-from components.contracts import EpochRecord
+from resnet_ablation.contracts import EpochRecord
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,8 +31,8 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from components.contracts import LayerResponses, Predictions, RunHistory, SplitPredictions, finite
-from components.model_specs import get_spec
+from resnet_ablation.contracts import LayerResponses, Predictions, RunHistory, SplitPredictions, finite
+from resnet_ablation.model_specs import get_spec
 
 CONFIDENCE = 0.95
 

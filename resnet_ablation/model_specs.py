@@ -2,7 +2,7 @@
 
 Every variant is a row: a family (ImageNet-style, paper Table 1, or CIFAR-style, paper
 section 4.2), a block type, blocks and filters per stage, and whether the blocks have
-shortcuts. ``components.models.build_model`` turns a row into a Keras model.
+shortcuts. ``resnet_ablation.models.build_model`` turns a row into a Keras model.
 
 A residual net's shortcuts follow one of the paper's options (section 3.3, Table 3), chosen
 when the model is built; ``shortcut_option`` validates a choice without TensorFlow.

@@ -12,7 +12,7 @@ same size: the gradient with respect to the input and to the weights), ``TRAIN_F
 
 from __future__ import annotations
 
-from components.keras_lib import keras
+from resnet_ablation.keras2 import keras
 
 TRAIN_FLOPS_PER_FORWARD = 3
 

@@ -1,7 +1,7 @@
 """Where the pipeline's images come from: one data string, its splits and labels.
 
 Pure Python; ``tensorflow_datasets`` is imported only inside the functions that need it. The
-image checks are in ``components.image_checks``.
+image checks are in ``resnet_ablation.image_checks``.
 
 A data set is named by one string (``parse_data``):
 
