@@ -167,18 +167,36 @@ def markdown_text(text: str) -> str:
 def terminal_summary(content: Mapping[str, Any], width: int | None = None) -> str:
     """What ``ablation report`` prints, from ablation.json's `content`: the title, the
     per-model table, the verdicts and any data warnings, each block after a blank line, wrapped
-    to `width` (default: the terminal's, at least 40), no Markdown and no images."""
+    to `width` (default: the terminal's, at least 40), no Markdown and no images. Under the
+    title, ``run_facts``: the images, precision and devices the study trained with."""
     width = max(width or shutil.get_terminal_size().columns, 40)
     rows, summary = content.get("rows", []), content.get("summary", [])
     cells, columns = model_table(summary, rows)
     verdicts = [_bullet(v["sentence"], width) for v in content.get("verdicts", [])]
-    blocks = [textwrap.fill(title(rows, content.get("provenance", {})), width),
+    facts = run_facts(content)
+    blocks = [textwrap.fill(title(rows, content.get("provenance", {})), width)
+              + (f"\n{textwrap.fill(facts, width)}" if facts else ""),
               plain_table(cells, columns) if cells else "No runs.",
               "\n".join(["Verdicts:", *(verdicts or ["- none: the study has no twin pair."])])]
     if content.get("warnings"):
         blocks.append("\n".join(["Data warnings:", *(_bullet(w, width)
                                                       for w in content["warnings"])]))
     return "\n\n".join(blocks) + "\n"
+
+
+def run_facts(content: Mapping[str, Any]) -> str:
+    """What the study trained on and how, from ablation.json's `content`: "2,000 train and 500
+    test images · precision float32 · CPU: AMD EPYC (2 cores)"; a part the content does not
+    hold is left out (empty when none is there)."""
+    data, provenance = content.get("data") or {}, content.get("provenance") or {}
+    examples = data.get("examples") or {}
+    eval_name = data.get("eval_split") or "eval"
+    images = " and ".join(f"{count:,} {eval_name if split == 'eval' else split}"
+                          for split, count in examples.items())
+    parts = [f"{images} images" if images else "",
+             "precision " + ", ".join(provenance.get("precision") or []),
+             " / ".join(provenance.get("training devices") or [])]
+    return " · ".join(part for part in parts if part and part != "precision ")
 
 
 def plain_table(cells: Sequence[Mapping[str, str]], columns: Sequence[str]) -> str:

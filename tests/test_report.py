@@ -557,6 +557,12 @@ def test_the_terminal_summary_wraps_and_shows_no_markup():
                          "cifar_cpu, seeds 0–1, 2026-11-27", ""]
     assert lines[3].split() == ["model", "seeds", "test", "error,", "%", "training", "error,",
                                 "%"]
+    content["data"] = {"examples": {"train": 2000, "eval": 500}, "eval_split": "test"}
+    content["provenance"] = {**_provenance(), "precision": ["float32"],
+                             "training devices": ["CPU: AMD EPYC (2 cores)"]}
+    lines = report_files.terminal_summary(content, width=60).splitlines()
+    assert lines[2:5] == ["2,000 train and 500 test images · precision float32 · CPU:",
+                          "AMD EPYC (2 cores)", ""]
     assert all(len(line) <= 60 for line in lines)
     assert "Verdicts:" in lines and "Data warnings:" in lines and "![" not in text
     for verdict in content["verdicts"]:

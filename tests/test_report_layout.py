@@ -231,7 +231,8 @@ def test_the_curves_mark_the_learning_rate_drops(published):
 def test_the_terminal_summary_is_text_wrapped_to_the_terminal(content):
     text = report_files.terminal_summary(content, width=72)
     lines = text.splitlines()
-    assert " ".join(lines[:2]) == TITLE and lines[2] == ""
+    assert " ".join(lines[:2]) == TITLE
+    assert re.match(r"[\d,]+ train and [\d,]+ test images · precision \w+", lines[2]), lines[2]
     assert all(len(line) <= 72 for line in lines), [line for line in lines if len(line) > 72]
     assert "![" not in text and "|" not in text and "<" not in text
     assert re.search(r"^cifar_resnet20 +3 +15\.81 ± 0\.35 +13\.61 ± 0\.61$", text, re.M)
