@@ -9,7 +9,10 @@ prints the processor, each run's Trainer-path images/second and the ratio of the
 - ``onednn``: against ``TF_ENABLE_ONEDNN_OPTS=0`` (``components`` turns oneDNN on unless the
   variable is set);
 - ``deterministic``: against ``--deterministic`` (TensorFlow's op determinism and thread pools
-  fixed to every core, as ``ablation run --deterministic``).
+  fixed to every core, as ``ablation run --deterministic``);
+- ``onednn_bf16_rewrite``: against float32 Keras with Grappler's oneDNN bfloat16 graph rewrite
+  (``auto_mixed_precision_onednn_bfloat16``), the other way to train in bfloat16 on a CPU (give
+  ``--precision auto`` or ``on`` so the default trains in Keras' mixed_bfloat16).
 
 Arguments after ``--`` go to train_throughput.py:
 
@@ -32,6 +35,8 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 COMPARISONS = {  # name: {setting: (environment overrides (None: unset), extra arguments)}
     "onednn": {"default": ({ONEDNN_ENV: None}, []), "oneDNN off": ({ONEDNN_ENV: "0"}, [])},
     "deterministic": {"default": ({}, []), "deterministic": ({}, ["--deterministic"])},
+    "onednn_bf16_rewrite": {"default": ({}, []), "oneDNN bfloat16 rewrite": (
+        {}, ["--precision", "off", "--onednn-bf16-rewrite"])},
 }
 
 

@@ -35,7 +35,7 @@ import tensorflow_transform as tft
 
 from components import hardware, input_pipeline, optimisation
 from resnet_ablation import processor
-from pipeline import artifacts, config as config_lib, local_runner
+from pipeline import run_metadata, config as config_lib, local_runner
 from pipeline.config import TrainingConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -49,8 +49,8 @@ def build_inputs(data: str, image_size: int, images: int, workdir: str) -> tuple
         pipeline_root=os.path.join(workdir, f"pipeline-{image_size}-{images}"),
         beam_args=("--direct_running_mode=in_memory",))
     local_runner.run(config, data_only=True)
-    store = artifacts.open_store(config.pipeline_root)
-    output = lambda c, k: artifacts.latest_outputs(store, config.pipeline_name, c, k)[0].uri  # noqa: E731
+    store = run_metadata.open_store(config.pipeline_root)
+    output = lambda c, k: run_metadata.latest_outputs(store, config.pipeline_name, c, k)[0].uri  # noqa: E731
     return (os.path.join(output("ImageExampleGen", "examples"), "Split-train", "*"),
             output("Transform", "transform_graph"))
 
@@ -94,6 +94,10 @@ def main() -> int:
                         help="TrainingConfig.mixed_precision for both paths (default auto)")
     parser.add_argument("--augment", action="store_true",
                         help="random crop + flip in both paths (the Trainer's augment_batch)")
+    parser.add_argument("--onednn-bf16-rewrite", action="store_true",
+                        help="Grappler's auto_mixed_precision_onednn_bfloat16 graph rewrite (use "
+                             "with --precision off: float32 Keras, bfloat16 chosen per op by "
+                             "oneDNN's lists) instead of Keras' mixed_bfloat16 policy")
     parser.add_argument("--deterministic", action="store_true",
                         help="op determinism and thread pools of every core, as "
                              "`ablation run --deterministic`")
@@ -102,11 +106,16 @@ def main() -> int:
         hardware.configure_threads(TrainingConfig(intra_op_threads=os.cpu_count()))
         tf.config.experimental.enable_op_determinism()
 
+    if args.onednn_bf16_rewrite:
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+
     pattern, transform_dir = build_inputs(args.data, args.image_size, args.images, args.workdir)
     tf_transform_output = tft.TFTransformOutput(transform_dir)
     training = TrainingConfig(batch_size=args.batch, augment=args.augment, xla=args.xla,
                               mixed_precision=args.precision)
     precision = hardware.set_precision(training.mixed_precision)
+    if args.onednn_bf16_rewrite:
+        precision += " + oneDNN bfloat16 graph rewrite"
     strategy = hardware.distribution_strategy()
     images, labels = in_memory_arrays(pattern, tf_transform_output)
     num_classes = int(labels.max()) + 1
