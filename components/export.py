@@ -10,13 +10,16 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components.hardware import write_path
 from resnet_ablation.data_source import IMAGE_KEY, LABEL_KEY
 from resnet_ablation.keras2 import keras
 
 
 def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                          directory: str) -> None:
-    """Saves `model` with signatures on serialized raw tf.Examples (Transform graph inside)."""
+    """Saves `model` with signatures on serialized raw tf.Examples (Transform graph inside)
+    into ``write_path(directory)``: every worker of a multi-worker run saves (TensorFlow
+    requires it), only the chief into `directory`."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     image_spec = {IMAGE_KEY: raw_spec[IMAGE_KEY]}
@@ -32,6 +35,6 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
     def transform_features(serialized):
         return model.tft_layer(tf.io.parse_example(serialized, labelled_spec))
 
-    model.save(directory, save_format="tf",
+    model.save(write_path(directory), save_format="tf",
                signatures={"serving_default": serve, "transform_features": transform_features})
 

@@ -9,6 +9,7 @@
   epoch by ``epoch_seed``; streamed, or from the split decoded once (``decoded_examples``) when
   ``fits_in_memory``.
 
+Both are split by batch among the workers of a multi-worker run (``split_by_batch``).
 Every dataset is read in an order that depends on the files and the seed only (a fixed read
 parallelism and order-preserving maps), so every variant of a study sees the same examples in
 the same order on any machine.
@@ -122,7 +123,7 @@ def make_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TFTran
     `cache`, the first complete pass is kept in memory and later passes read it."""
     batches = (read_records(file_patterns, limit).batch(batch_size)
                .map(_parser(tf_transform_output, with_ids), num_parallel_calls=tf.data.AUTOTUNE))
-    return (batches.cache() if cache else batches).prefetch(tf.data.AUTOTUNE)
+    return split_by_batch((batches.cache() if cache else batches).prefetch(tf.data.AUTOTUNE))
 
 
 def decoded_bytes(examples: int, image_size: int) -> int:
@@ -208,5 +209,14 @@ def training_dataset(file_patterns: list[str] | str, tf_transform_output: tft.TF
         return (augment_batch(batch_images, augment_seed) if augment else batch_images), batch_labels
 
     dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, epochs))
-    return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return split_by_batch(dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+                          .prefetch(tf.data.AUTOTUNE))
 
+
+def split_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` with ``AutoShardPolicy.DATA``: under several workers each reads all of it and
+    keeps its replicas' share of every global batch, the split one process's replicas get
+    (the default, FILE, would give each worker other files). No effect on one worker."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

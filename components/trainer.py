@@ -20,6 +20,13 @@ last finished epoch and trains exactly as an uninterrupted run.
 the same run, batch_size the global batch (see ``optimisation.compiled_model`` for the loss
 scaling and BatchNorm statistics, ``hardware.configure_replicas`` for CPU replicas).
 
+Several workers (``TF_CONFIG`` naming them: a Vertex AI CustomJob's worker pools, a Kubeflow
+TFJob) train under MultiWorkerMirroredStrategy (``hardware.distribution_strategy``): each
+worker reads every batch and keeps its share (``input_pipeline.split_by_batch``), so N
+workers train as N replicas of one process do. Every worker runs all of ``run_fn``; only the
+chief's files land in the outputs (``hardware.write_path``), and no worker returns before the
+chief's are written.
+
 ``run_fn`` reads as one run, top to bottom; the pieces it puts together are in
 ``input_pipeline`` (the data), ``hardware`` (threads, devices, precision), ``optimisation``
 (the compiled model), ``training_callbacks`` (what each epoch records) and ``export`` (the
@@ -67,6 +74,9 @@ from resnet_ablation.keras2 import keras
 from resnet_ablation.model_specs import get_spec, shortcut_option
 
 VALIDATION_SPLIT = "validation"
+# custom_config keys of TFX's Vertex AI Trainer extension (tfx.extensions.google_cloud_ai_platform:
+# the CustomJob it starts, its region); they reach run_fn too and are not the Trainer's settings
+VERTEX_EXTENSION_PREFIX = "ai_platform_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +93,10 @@ class TrainerSettings:
 
     @classmethod
     def from_custom_config(cls, custom_config: dict[str, Any]) -> TrainerSettings:
-        return contracts.from_dict(cls, custom_config)
+        """The settings of a Trainer's custom_config, ignoring the Vertex AI extension's keys
+        (``VERTEX_EXTENSION_PREFIX``); ValueError for any other unknown key."""
+        return contracts.from_dict(cls, {key: value for key, value in custom_config.items()
+                                         if not key.startswith(VERTEX_EXTENSION_PREFIX)})
 
 
 def trainer_custom_config(model: str, seed: int, training: TrainingConfig,
@@ -98,7 +111,16 @@ def run_fn(fn_args) -> None:
 
     Per-epoch validation runs on ``fn_args.eval_files`` (the ``validation`` split when the
     pipeline holds one out, else the eval split); the final predictions cover the eval split
-    and the first ``train_eval_examples`` train records."""
+    and the first ``train_eval_examples`` train records. A non-chief worker of a multi-worker
+    run deletes its scratch folder before it returns or raises."""
+    try:
+        _train_and_export(fn_args)
+    finally:
+        hardware.remove_worker_scratch()
+
+
+def _train_and_export(fn_args) -> None:
+    """``run_fn``'s run: set up, train (or resume), record, export, wait for the workers."""
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
     train = settings.training
     policy = _set_up_process(settings)
@@ -139,6 +161,7 @@ def run_fn(fn_args) -> None:
                   verbose=0 if progress_events.listening() else 2)
     _finish(recorder.history, model, fn_args, tf_transform_output, dataset)
     checkpoint.delete()
+    hardware.wait_for_workers(model.distribute_strategy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,11 +169,17 @@ def run_fn(fn_args) -> None:
 
 
 def _set_up_process(settings: TrainerSettings) -> str:
-    """Thread pools, op determinism, seeds and the dtype policy of this process, in that order
-    (the pools before TensorFlow's runtime starts); returns the policy's name."""
+    """Thread pools, CPU replicas, the workers' strategy, op determinism, seeds and the dtype
+    policy of this process, in that order: the pools, the CPU split and a
+    MultiWorkerMirroredStrategy before TensorFlow's runtime starts (nothing before them makes
+    a tensor). Returns the policy's name."""
     train = settings.training
     hardware.configure_threads(train)
     hardware.configure_replicas(train.replicas)
+    cluster = hardware.worker_cluster()
+    hardware.check_workers(cluster)
+    if cluster.workers > 1:  # now, before any tensor; compiled_model gets the same one
+        hardware.distribution_strategy(train.replicas)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings.seed)
@@ -178,7 +207,8 @@ def _new_history(settings: TrainerSettings, fn_args, tf_transform_output, steps:
         eval_split=eval_split,
         train_subset=min(settings.training.train_eval_examples, train_examples),
         shortcut=shortcut_option(spec.name, settings.shortcut) if spec.residual else "none",
-        device=hardware.describe_devices(settings.training.replicas),
+        device=hardware.describe_devices(settings.training.replicas,
+                                         hardware.worker_cluster().workers),
         cpu_flags=processor.speed_flags(), onednn=hardware.onednn_enabled(), tensorflow=tf.__version__)
 
 
@@ -238,7 +268,7 @@ def _callbacks(recorder: HistoryRecorder, checkpoint: EpochCheckpoint, model_run
     logs = os.path.join(model_run_dir, "logs")
     callbacks = [recorder, checkpoint,
                  EpochScalars(recorder, os.path.join(logs, tensorboard_logs.FOLDER)),
-                 keras.callbacks.TensorBoard(logs, profile_batch=0)]
+                 keras.callbacks.TensorBoard(hardware.write_path(logs), profile_batch=0)]
     return [ReplicaStatistics(), *callbacks] if replicated else callbacks
 
 
@@ -246,9 +276,12 @@ def _announce(settings: TrainerSettings, history: RunHistory, steps: int,
               first_epoch: int) -> None:
     """Prints what trains, how, on what, and where a resumed run picks up."""
     train = settings.training
+    cluster = hardware.worker_cluster()
     print(f"Training {settings.model} (seed {settings.seed}, {history.precision}, "
           f"xla={train.xla}, oneDNN {'on' if history.onednn else 'off'}"
-          + (f", {train.replicas} replicas" if (train.replicas or 1) > 1 else "") + "): "
+          + (f", {train.replicas} replicas" if (train.replicas or 1) > 1 else "")
+          + (f", worker {cluster.index} of {cluster.workers}"
+             + (" (chief)" if cluster.is_chief else "") if cluster.workers > 1 else "") + "): "
           f"{train.epochs} epochs x {steps} steps of {train.batch_size} images; validation on "
           f"{history.val_split}" + _resume_note(first_epoch, train.epochs), flush=True)
 

@@ -10,6 +10,8 @@
 - ``predict_split``: the predicted class of every example of a split (``predictions.json``).
 
 Files go through ``tf.io.gfile`` (``write_text``): any file system TensorFlow reads will do.
+Every file or folder written goes where ``hardware.write_path`` says: its path on the chief (and
+in every single-worker run), a scratch folder on a multi-worker run's other workers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from components.hardware import write_path
 from resnet_ablation import contracts, progress_events, tensorboard_logs
 from resnet_ablation.contracts import HISTORY_FILE, EpochRecord, RunHistory, SplitPredictions
 from resnet_ablation.keras2 import keras
@@ -110,7 +113,7 @@ class EpochScalars(keras.callbacks.Callback):
         self.recorder, self.logdir = recorder, logdir
 
     def on_train_begin(self, logs=None):
-        self.writer = tf.summary.create_file_writer(self.logdir)
+        self.writer = tf.summary.create_file_writer(write_path(self.logdir))
         history = self.recorder.history
         tensorboard_logs.write_hparams(self.writer, history)
         for record in history.epochs:
@@ -128,6 +131,8 @@ class EpochScalars(keras.callbacks.Callback):
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the model, the optimizer (momentum, step count) and the number of finished epochs
     into `directory` after every finished epoch; ``restore`` returns the epoch to start from.
+    Every worker of a multi-worker run restores from `directory` and saves (a collective
+    step), a non-chief into its ``write_path``.
 
     Together with ``training_dataset`` (epoch e's data depends on (seed, e) only) a run killed
     after epoch k and restarted trains exactly as an uninterrupted run. Place it after
@@ -140,15 +145,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.finished = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                               finished_epochs=self.finished)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=1)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, write_path(directory),
+                                                  max_to_keep=1)
 
     def restore(self) -> int:
-        """Restores the latest checkpoint, if any; returns the number of finished epochs.
+        """Restores the latest checkpoint in `directory`, if any; returns the number of
+        finished epochs.
 
         Every variable of the model and its optimizer is restored at once (``compiled_model``
         builds the optimizer) and must match the checkpoint (AssertionError otherwise)."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        latest = tf.train.latest_checkpoint(self.directory)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.finished.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -157,9 +165,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.manager.save()
 
     def delete(self) -> None:
-        """Removes the checkpoints once the run is finished (the history.json there stays)."""
-        for path in tf.io.gfile.glob(os.path.join(self.directory, "ckpt-*")) + [
-                os.path.join(self.directory, "checkpoint")]:
+        """Removes the checkpoints this process saved once the run is finished (the
+        history.json there stays)."""
+        written = self.manager.directory
+        for path in tf.io.gfile.glob(os.path.join(written, "ckpt-*")) + [
+                os.path.join(written, "checkpoint")]:
             if tf.io.gfile.exists(path):
                 tf.io.gfile.remove(path)
 
@@ -201,7 +211,8 @@ def read_history(directory: str) -> RunHistory | None:
 
 
 def write_text(path: str, text: str) -> None:
-    """Writes `text` to `path`, creating its folder."""
+    """Writes `text` to ``write_path(path)``, creating its folder."""
+    path = write_path(path)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as file:
         file.write(text)

@@ -20,6 +20,10 @@ What changes from a local run:
 - every task requests CPU and memory by component kind (``DEFAULT_RESOURCES``, overridable),
   and Trainer tasks request ``gpus`` accelerators of ``gpu_type``, all through TFX's
   ``with_platform_config`` (a KFP ``ResourceSpec``);
+- ``trainer_workers`` N > 1 is recorded in every Trainer task's container as the environment
+  variable ``ABLATION_TRAINER_WORKERS=N`` (``request_trainer_workers``): neither KFP nor Vertex
+  AI starts several workers for one task, so the Trainer then refuses to train unless it is
+  started as N workers with a TF_CONFIG naming them (kubeflow/README.md says how);
 - component ids become KFP task names made of letters, digits and ``-`` only
   (``Trainer.resnet50`` -> ``Trainer-resnet50``): the open-source backend uses task names as
   Argo DAG task names, which Argo rejects with a dot or an underscore;
@@ -252,25 +256,29 @@ def compile_pipeline(config: config_lib.PipelineConfig, output: str | None, imag
                      pipeline_root: str | None = None, gpus: int = 1,
                      gpu_type: str = DEFAULT_GPU_TYPE,
                      resources: dict[str, Resources] | None = None,
-                     allow_latest_tag: bool = False) -> dict:
+                     allow_latest_tag: bool = False, trainer_workers: int = 1) -> dict:
     """Compiles `config`'s pipeline for KFP v2 into `output` and returns the PipelineJob dict.
 
     `output` ending in .yaml/.yml gets the PipelineSpec (KFP), .json the PipelineJob (Vertex
     AI); the returned dict is the PipelineJob in both cases. `output` None writes
     ``<pipeline name>_pipeline.json`` in the working directory, unless the ``tfx`` CLI, which
     patches KubeflowV2DagRunner, chose the place. `resources` replaces DEFAULT_RESOURCES for
-    the kinds it names ({kind: None} drops a kind's requests). Raises ConfigError for an
-    invalid config, a local pipeline root, a negative GPU count, an image without a tag per
-    build or another file extension.
+    the kinds it names ({kind: None} drops a kind's requests). `trainer_workers` > 1 is
+    recorded in the Trainer tasks (``request_trainer_workers``). Raises ConfigError for an
+    invalid config, a local pipeline root, a negative GPU count, a worker count below 1, an
+    image without a tag per build or another file extension.
     """
     return _compile(config, output, image, pipeline_root, gpus, gpu_type, resources,
-                    allow_latest_tag)[0]
+                    allow_latest_tag, trainer_workers)[0]
 
 
 def _compile(config, output, image, pipeline_root, gpus, gpu_type, resources,
-             allow_latest_tag) -> tuple[dict, pathlib.Path]:
+             allow_latest_tag, trainer_workers=1) -> tuple[dict, pathlib.Path]:
     if not isinstance(gpus, int) or gpus < 0:
         raise config_lib.ConfigError(f"gpus must be a non-negative integer, got {gpus!r}")
+    if type(trainer_workers) is not int or trainer_workers < 1:
+        raise config_lib.ConfigError(
+            f"trainer workers must be a positive integer, got {trainer_workers!r}")
     if gpus and not gpu_type:
         raise config_lib.ConfigError("gpu_type must name the accelerator, e.g. nvidia.com/gpu")
     if output is not None and pathlib.Path(output).suffix not in (".json", ".yaml", ".yml"):
@@ -289,6 +297,7 @@ def _compile(config, output, image, pipeline_root, gpus, gpu_type, resources,
     names = {c.id: kfp_task_name(c.id) for c in pipeline.components}
     if len(set(names.values())) != len(names):
         raise config_lib.ConfigError(f"component ids collide as KFP task names: {names}")
+    trainer_tasks = [names[c.id] for c in pipeline.components if c.id.startswith(TRAINER_PREFIX)]
     for component in pipeline.components:
         kind = component_kind(component.id)
         spec = resource_spec(per_kind.get(kind),
@@ -309,6 +318,7 @@ def _compile(config, output, image, pipeline_root, gpus, gpu_type, resources,
     job = runner.run(pipeline, write_out=False)
     job["pipelineSpec"]["defaultPipelineRoot"] = cluster_config.pipeline_root
     pass_output_metadata(job["pipelineSpec"])
+    request_trainer_workers(job["pipelineSpec"], trainer_tasks, trainer_workers)
     # Where the spec goes: ours, or what the tfx CLI's KubeflowV2DagRunnerPatcher set on the
     # runner inside run() (the two attributes it sets; TFX has no public accessor).
     path = pathlib.Path(runner._output_dir, runner._output_filename)  # noqa: SLF001
@@ -338,6 +348,27 @@ def pass_output_metadata(spec: dict) -> None:
             args[at:at] = [OUTPUT_METADATA_FLAG, json.dumps(metadata, sort_keys=True)]
 
 
+def request_trainer_workers(spec: dict, trainer_tasks: list[str], workers: int) -> None:
+    """Adds ``ABLATION_TRAINER_WORKERS=<workers>`` to the environment of the container of
+    each of `trainer_tasks` when `workers` > 1 (nothing for 1: the spec stays as before).
+
+    The request as the spec can carry it: a KFP task is one pod, and neither open-source KFP
+    nor Vertex AI Pipelines starts several workers for it. What starts them is a Vertex AI
+    CustomJob (TFX's ``tfx.extensions.google_cloud_ai_platform`` Trainer, ``worker_pool_specs``
+    with ``replica_count`` N - 1 in pool 1) or a Kubeflow TFJob; both set TF_CONFIG for each
+    worker. A Trainer started with this variable and a TF_CONFIG naming another number of
+    workers refuses to train (``components.hardware.check_workers``)."""
+    from components.hardware import WORKERS_ENV
+
+    if workers == 1:
+        return
+    for task in trainer_tasks:
+        component = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+        executor = spec["deploymentSpec"]["executors"][spec["components"][component]["executorLabel"]]
+        executor["container"].setdefault("env", []).append(
+            {"name": WORKERS_ENV, "value": str(workers)})
+
+
 def _write(job: dict, path: pathlib.Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
@@ -353,7 +384,10 @@ def _write(job: dict, path: pathlib.Path) -> None:
 
 
 def summary(job: dict) -> str:
-    """One line: tasks, GPU tasks, image(s), pipeline root."""
+    """One line: tasks, GPU tasks (and the Trainers' workers, if more than one), image(s),
+    pipeline root."""
+    from components.hardware import WORKERS_ENV
+
     spec = job["pipelineSpec"]
     containers = [e["container"] for e in spec["deploymentSpec"]["executors"].values()
                   if "container" in e]
@@ -362,6 +396,10 @@ def summary(job: dict) -> str:
            if c.get("resources", {}).get("accelerator")]
     gpu_text = (f"{len(gpu)} with {gpu[0]['resourceCount']} x {gpu[0]['resourceType']}"
                 if gpu else "no GPU requests")
+    workers = sorted({variable["value"] for c in containers for variable in c.get("env", [])
+                      if variable["name"] == WORKERS_ENV})
+    if workers:
+        gpu_text += f"; Trainers compiled for {', '.join(workers)} workers each"
     return (f"{len(spec['root']['dag']['tasks'])} tasks ({gpu_text}), "
             f"image {', '.join(images)}, root {spec['defaultPipelineRoot']}")
 
@@ -386,6 +424,10 @@ def add_arguments(parser: argparse.ArgumentParser, output_required: bool = True)
     parser.add_argument("--pipeline-root", help="gs://BUCKET/PATH (default: the profile's, "
                         "if it is a URI)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs per Trainer task (default 1)")
+    parser.add_argument("--trainer-workers", type=int, default=1, metavar="N",
+                        help="workers per Trainer task (default 1); N > 1 is recorded in the "
+                             "Trainer tasks, which then train only when started as N workers "
+                             "(a Vertex AI CustomJob, a Kubeflow TFJob: kubeflow/README.md)")
     parser.add_argument("--gpu-type", default=DEFAULT_GPU_TYPE,
                         help=f"accelerator type (default {DEFAULT_GPU_TYPE}; Vertex AI: e.g. "
                              f"NVIDIA_TESLA_T4)")
@@ -434,7 +476,8 @@ def run(args: argparse.Namespace) -> dict:
     add_arguments(defaults, output_required=False)
     args = argparse.Namespace(**{**vars(defaults.parse_args([])), **vars(args)})
     job, path = _compile(config_from(args), args.output, args.image, args.pipeline_root,
-                         args.gpus, args.gpu_type, resources_from(args), args.allow_latest_tag)
+                         args.gpus, args.gpu_type, resources_from(args), args.allow_latest_tag,
+                         args.trainer_workers)
     print(f"Kubeflow pipeline spec written to {path}")
     print(summary(job))
     return job

@@ -218,6 +218,45 @@ def test_resources_are_configurable_per_kind(tmp_path):
         "accelerator"}
 
 
+def test_trainer_workers_are_recorded_in_every_trainer_task_and_validated(tmp_path, capsys):
+    """--trainer-workers N puts ABLATION_TRAINER_WORKERS=N in each Trainer container's env (a
+    field of KFP's container spec, parsed strictly), nowhere else; 1, the default, adds
+    nothing; 0 is refused in one line before anything is written."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from components.hardware import WORKERS_ENV
+    from kubeflow import runner
+
+    spec_path = tmp_path / "spec.yaml"
+    base = ["--output", str(spec_path), "--image", IMAGE, "--pipeline-root", ROOT,
+            "--models", "cifar_resnet20,cifar_plain20", "--gpus", "1"]
+    assert runner.main(base + ["--trainer-workers", "3"]) == 0
+    assert "(2 with 1 x nvidia.com/gpu; Trainers compiled for 3 workers each)" in \
+        capsys.readouterr().out
+    spec = yaml.safe_load(spec_path.read_text())
+    envs = {task: _executor(spec, task)["container"].get("env")
+            for task in spec["root"]["dag"]["tasks"]}
+    assert {task for task, env in envs.items() if env} == {
+        "Trainer-cifar-resnet20", "Trainer-cifar-plain20"}
+    for task in ("Trainer-cifar-resnet20", "Trainer-cifar-plain20"):
+        assert envs[task] == [{"name": WORKERS_ENV, "value": "3"}]
+        json_format.ParseDict(_executor(spec, task)["container"],
+                              pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec(),
+                              ignore_unknown_fields=False)
+
+    assert runner.main(base) == 0
+    spec = yaml.safe_load(spec_path.read_text())
+    assert not any("env" in _executor(spec, task)["container"]
+                   for task in spec["root"]["dag"]["tasks"])
+    assert "(2 with 1 x nvidia.com/gpu), image" in capsys.readouterr().out
+
+    spec_path.unlink()
+    assert runner.main(base + ["--trainer-workers", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "trainer workers must be a positive integer, got 0" in error
+    assert error.count("\n") == 1 and not spec_path.exists()
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--cpu", "Trainr=8"], "unknown component kind"),
     (["--memory", "Trainer=lots"], "not a positive quantity"),
