@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml requirements.lock tools/glibc_compat.py
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The inner loop: every test but those marked slow (whole runs killed and resumed).
+# The inner loop: every test but those marked slow (a second or more: pipelines, training, big models).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -42,12 +42,14 @@ def test_on_the_direct_runner_no_tfx_package_is_built_and_the_args_are_kept(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_tfx_own_executor_builds_the_package_so_the_check_above_can_fail(tmp_path, monkeypatch):
     executor = _executor(tfx_statistics_gen.Executor, DIRECT, tmp_path, monkeypatch)
     assert len(list(tmp_path.glob(PACKAGE))) == 1
     assert any(arg.startswith("--extra_package=") for arg in executor._beam_pipeline_args)
 
 
+@pytest.mark.slow
 def test_a_remote_runner_still_gets_the_tfx_package_except_from_image_example_gen(
         tmp_path, monkeypatch):
     executor = _executor(beam_executors.StatisticsGenExecutor, DATAFLOW, tmp_path, monkeypatch)

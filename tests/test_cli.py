@@ -9,6 +9,7 @@ from pipeline import cli
 from pipeline.cli import main
 
 
+@pytest.mark.slow
 def test_summary_prints_resnet50_trainable_count(capsys):
     assert cli.main(["summary", "resnet50"]) == 0
     out = capsys.readouterr().out
@@ -23,6 +24,7 @@ def test_unknown_model_is_rejected_with_valid_names(capsys):
     assert "unknown model 'resnet51'; valid names: resnet18" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_gradients_writes_png_with_both_stages_per_model(tmp_path, capsys):
     output = tmp_path / "profile.png"
     assert cli.main(["gradients", "cifar_plain20", "cifar_resnet20", "--batch", "4",

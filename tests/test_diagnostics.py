@@ -34,6 +34,7 @@ def test_relative_gradient_norm_per_convolution(name):
                                           rel=1e-4)
 
 
+@pytest.mark.slow
 def test_gradient_profile_averages_seeds_and_changes_with_training():
     batches, classes = diagnostics.image_batches(str(SMOKE_DATA), 8, 2, 32)
     assert classes == 10 and len(batches) == 2 and batches[0][0].shape == (8, 32, 32, 3)
@@ -50,6 +51,7 @@ def test_gradient_profile_averages_seeds_and_changes_with_training():
     assert not np.allclose(one_seed["init"], profile["init"])  # the second seed counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, layers", [("cifar_resnet20", 19), ("cifar_plain56", 55),
                                           ("resnet50", 16), ("plain34", 32)])
 def test_response_layers_are_the_bn_after_every_3x3_convolution(name, layers):
@@ -59,6 +61,7 @@ def test_response_layers_are_the_bn_after_every_3x3_convolution(name, layers):
     assert all(isinstance(layer, keras.layers.BatchNormalization) for layer in found)
 
 
+@pytest.mark.slow
 def test_response_stds_pool_every_element_weighted_by_batch():
     keras.utils.set_random_seed(3)
     model = models.build_model("cifar_resnet20", 10, (32, 32, 3))

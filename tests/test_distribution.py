@@ -83,6 +83,7 @@ def _max_relative(a: dict, b: dict) -> float:
     return max(float(np.abs(a[k] - b[k]).max() / (np.abs(b[k]).max() + 1e-12)) for k in a)
 
 
+@pytest.mark.slow
 def test_two_replicas_take_the_step_of_one_device_on_the_same_global_batch(tmp_path):
     """One SGD step of resnet-20 through Keras' MirroredStrategy train step on 2 logical CPU
     devices (global batch 16, 8 per replica) against one device computing the same step by
@@ -124,6 +125,7 @@ def _finished(args: FnArgs) -> None:
     assert code == 0, pathlib.Path(args.model_run_dir + ".log").read_text()[-3000:]
 
 
+@pytest.mark.slow
 def test_a_stopped_two_replica_run_resumes_as_an_uninterrupted_one(ingested, tmp_path):
     """The resume test of test_trainer on 2 replicas (global batch 16, 8 per replica,
     deterministic): killed after epoch 1 and restarted, the history (minus timings), the
@@ -180,6 +182,7 @@ def float32_afterwards():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_float16_trains_with_loss_scaling_and_serves_float32(ingested, tmp_path,
                                                              float32_afterwards):
     """mixed_precision = "float16" forces mixed_float16 on a CPU: the optimizer is a
@@ -200,6 +203,7 @@ def test_float16_trains_with_loss_scaling_and_serves_float32(ingested, tmp_path,
     np.testing.assert_allclose(probabilities.numpy().sum(axis=1), 1, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_float16_loss_scale_is_checkpointed_and_restored(tmp_path, float32_afterwards):
     """The dynamic loss scale and its good-step counter are in EpochCheckpoint's checkpoint and
     a fresh model restores them (a resumed run goes on with the scale it had)."""
@@ -235,6 +239,7 @@ def test_float16_loss_scale_is_checkpointed_and_restored(tmp_path, float32_after
     assert int(fresh.optimizer._loss_scale.counter) == 7
 
 
+@pytest.mark.slow
 def test_xla_run_matches_the_run_without_xla(ingested, tmp_path):
     """xla = true compiles Keras' train, test and predict steps on the CPU; a tiny run's
     metrics match the non-XLA run's up to XLA's reordered float arithmetic: losses within
@@ -286,6 +291,7 @@ print(json.dumps({"before": before, "read": read, "after": outputs()}))
 """
 
 
+@pytest.mark.slow
 def test_replicas_evaluate_with_the_mean_of_their_batchnorm_statistics():
     """Each replica keeps its own BatchNorm moving statistics (ON_READ variables: a read outside
     the replicas, and the checkpoint, give their mean) and, unsynchronized, evaluates its

@@ -256,6 +256,7 @@ def test_written_order_mixes_classes(tmp_path):
     assert len(written) > 20 and runs > len(written) // 2
 
 
+@pytest.mark.slow
 def test_written_order_is_the_listings_whichever_worker_takes_which_unit(tmp_path, monkeypatch):
     # A unit's examples go to the file of its number, so two multi-processing runs, whose
     # workers take the units in different orders, write the same files with the same records.
@@ -293,6 +294,7 @@ def test_stable_hash_is_sha256_and_spreads_evenly():
     assert all(0.0 <= f < 1.0 for f in fractions)
 
 
+@pytest.mark.slow
 def test_no_split_level_is_hash_split_and_deterministic_through_the_pipeline(tmp_path):
     data = f"imagefolder:{CIFAR_FLAT}"
     examples = run_executor(tmp_path / "direct", data)
@@ -320,6 +322,7 @@ def test_no_split_level_is_hash_split_and_deterministic_through_the_pipeline(tmp
         "train": 20, "eval": len(evaluation)}
 
 
+@pytest.mark.slow
 def test_per_class_limits_keep_the_same_balanced_subset_wherever_the_folder_sits(tmp_path):
     """train_per_class / eval_per_class keep, of every class, the ids with the smallest hash;
     a copy of the folder elsewhere keeps the same images (the id is the path inside it)."""
@@ -343,6 +346,7 @@ def test_per_class_limits_keep_the_same_balanced_subset_wherever_the_folder_sits
         assert chosen[0][split_index] == expected
 
 
+@pytest.mark.slow
 def test_a_class_without_train_images_is_refused_before_training(tmp_path):
     """Eval images of a class train lacks (here: train_limit 5 keeps 5 of 5 classes' images,
     not all classes), and a single train class, fail ExampleGen, naming the classes."""
@@ -359,6 +363,7 @@ def test_a_class_without_train_images_is_refused_before_training(tmp_path):
 
 # --- 3. a local tfds data set ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tfds_set_with_test_split_keeps_classlabel_order_and_stored_bytes(tmp_path, tfds_dir):
     name = "example_gen_test_pets/with_test"
     examples = run_executor(tmp_path, "tfds:example_gen_test_pets:with_test",
@@ -379,6 +384,7 @@ def test_tfds_set_with_test_split_keeps_classlabel_order_and_stored_bytes(tmp_pa
     assert examples.get_string_custom_property("eval_split_name") == "test"
 
 
+@pytest.mark.slow
 def test_tfds_set_with_only_train_is_hash_split(tmp_path, tfds_dir):
     examples = run_executor(tmp_path, "tfds:example_gen_test_pets:train_only",
                             tfds_data_dir=str(tfds_dir), eval_fraction=0.5)
@@ -512,6 +518,7 @@ def test_bad_folder_layouts_are_rejected_naming_the_folder(tmp_path, folders, me
 
 # --- 6. validation split and the eval split's name (issue #11) -------------------------------
 
+@pytest.mark.slow
 def test_validation_split_follows_the_papers_cifar_protocol(tmp_path):
     # A source with a test split: validation is [0, 0.1) of train by id hash, ~10 % (CIFAR-10:
     # 45k train / 5k validation); eval is the test folder whole; train_limit picks among the rest.
@@ -539,6 +546,7 @@ def test_validation_split_follows_the_papers_cifar_protocol(tmp_path):
     assert examples.get_string_custom_property("eval_split_name") == "test"
 
 
+@pytest.mark.slow
 def test_validation_split_is_deterministic_and_disjoint_from_a_held_out_eval(tmp_path):
     # A flat folder: eval is [0, 0.2) by id hash, validation the next band [0.2, 0.45). Run once
     # through the executor, once through the component in a pipeline: the same records.
@@ -560,6 +568,7 @@ def test_validation_split_is_deterministic_and_disjoint_from_a_held_out_eval(tmp
     assert properties["eval_split_name"].string_value == "held_out"
 
 
+@pytest.mark.slow
 def test_tfds_validation_split_is_carved_from_train(tmp_path, tfds_dir):
     examples = run_executor(tmp_path, "tfds:example_gen_test_pets:with_test",
                             tfds_data_dir=str(tfds_dir), validation_fraction=0.3)
@@ -573,6 +582,7 @@ def test_tfds_validation_split_is_carved_from_train(tmp_path, tfds_dir):
     assert examples.get_string_custom_property("eval_split_name") == "test"
 
 
+@pytest.mark.slow
 def test_zero_validation_fraction_changes_nothing(tmp_path):
     # No validation split: the component's exec properties (its cache key) and every output are
     # what they were before the setting existed.
@@ -679,6 +689,7 @@ def test_listing_ignores_hidden_entries_and_reads_nested_files(tmp_path):
         ("b/sub/y.png", 1, "train"), ("b/x.png", 1, "train")]
 
 
+@pytest.mark.slow
 def test_the_content_digest_follows_the_images_not_their_folder(tmp_path):
     """The same images at another path give the same ``content_sha256`` (shards merge by it);
     one image less, or one rewritten, gives another."""

@@ -57,6 +57,7 @@ def test_serialized_example_is_what_tensorflow_serializes(image, label, label_na
     assert parsed[ds.ID_KEY].numpy().decode() == record_id
 
 
+@pytest.mark.slow
 def test_workers_module_imports_no_tensorflow():
     code = ("import sys; import components.image_records; "
             "print(sorted(m for m in ('tensorflow', 'tfx') if m in sys.modules))")

@@ -421,6 +421,7 @@ def test_ablation_compile_the_runner_script_and_its_environment_flags_agree(
     assert "tag per build" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_tfx_cli_creates_and_compiles_the_vertex_pipeline(tmp_path, smoke):
     """`tfx pipeline create|compile --engine=vertex --pipeline_path=kubeflow/runner.py` write the
     PipelineJob `ablation compile --output X.json` writes, configured by ABLATION_COMPILE_FLAGS."""
@@ -567,6 +568,7 @@ def example_gen_run(two_models, tmp_path_factory) -> tuple[pathlib.Path, dict]:
     return root, json.loads((root / "ImageExampleGen" / "executor_output.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_image_example_gen_container_entrypoint_runs(example_gen_run):
     from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -591,6 +593,7 @@ def test_the_image_example_gen_container_entrypoint_runs(example_gen_run):
     assert metadata["examples_train"] == len(train)
 
 
+@pytest.mark.slow
 def test_statistics_gen_runs_with_its_input_typed_as_kfp_local_hands_it(
         two_models, example_gen_run):
     """StatisticsGen's input as open-source KFP and kfp.local give it: ExampleGen's output

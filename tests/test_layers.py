@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LIBRARY = REPO / "resnet_ablation"
 # TFX and the libraries only its components use, and the project's own upper layers
@@ -46,6 +48,7 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
     assert found == ["imports tfx", "imports pipeline"]
 
 
+@pytest.mark.slow
 def test_loading_every_library_module_loads_no_tfx_or_upper_layer():
     """What the modules pull in transitively (tensorflow_datasets, TensorFlow) stays free of them too."""
     modules = sorted(f"resnet_ablation.{p.stem}" for p in LIBRARY.glob("*.py") if p.stem != "__init__")

@@ -7,6 +7,7 @@ import pytest
 from resnet_ablation import model_cost, models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, num_classes, size, giga_multiply_adds", [
     ("resnet34", 1000, 224, 3.66),  # torchvision's model card: 3.66 GFLOPS (multiply-adds)
     ("resnet50", 1000, 224, 4.09),  # torchvision (v1.5, stride on the 3x3): 4.09
@@ -21,6 +22,7 @@ def test_forward_flops_match_the_published_multiply_adds(name, num_classes, size
     assert model_cost.train_flops(model) == 3 * model_cost.forward_flops(model)
 
 
+@pytest.mark.slow
 def test_a_plain_twin_costs_its_twin_minus_the_projections():
     """plain50 has resnet50's main path and none of its four 1x1 projection shortcuts."""
     residual = models.build_model("resnet50", 1000, (224, 224, 3))
@@ -31,6 +33,7 @@ def test_a_plain_twin_costs_its_twin_minus_the_projections():
     assert model_cost.forward_flops(plain) == model_cost.forward_flops(residual) - projections
 
 
+@pytest.mark.slow
 def test_activation_elements_grow_with_the_image_and_fraction_of_peak_is_a_ratio():
     small = model_cost.activation_elements(models.build_model("resnet34", 10, (112, 112, 3)))
     large = model_cost.activation_elements(models.build_model("resnet34", 10, (224, 224, 3)))

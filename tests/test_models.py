@@ -47,16 +47,19 @@ def _projection_params(name, every_block):
     return total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
 def test_imagenet_counts_match_torchvision(depth):
     assert _trainable(f"resnet{depth}") == IMAGENET_TRAINABLE[f"resnet{depth}"]
 
 
+@pytest.mark.slow
 def test_plain_counts_quoted_in_issue():
     assert _trainable("plain50") == 22_780_456
     assert _trainable("plain34") == 21_623_848
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth, millions, digits",
                          [(20, 0.27, 2), (32, 0.46, 2), (44, 0.66, 2), (56, 0.85, 2), (110, 1.7, 1)])
 def test_cifar_counts_match_paper_table_6(depth, millions, digits):
@@ -69,6 +72,7 @@ def test_cifar_resnet20_exact():
     assert _trainable("cifar_resnet20") == 269_722
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RESIDUAL_NAMES)
 def test_shortcut_options_differ_from_plain_twin_by_their_projections_only(name):
     plain = _trainable(model_specs.get_spec(name).twin)
@@ -107,6 +111,7 @@ def test_unknown_shortcut_option_lists_valid_options(shortcut):
         models.build_model("cifar_plain20", 10, (32, 32, 3), shortcut=shortcut)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, size, classes", [
     ("resnet18", 32, 10), ("plain50", 32, 10), ("cifar_resnet20", 32, 10),
     ("cifar_plain56", 32, 100), ("resnet50", 224, 1000), ("plain34", 224, 2),
@@ -130,6 +135,7 @@ def test_softmax_stays_float32_under_mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "cifar_resnet20"])
 def test_one_add_per_residual_block_and_none_in_plain_twin(name):
     spec = model_specs.get_spec(name)
@@ -155,6 +161,7 @@ def test_every_convolution_is_biasless_and_followed_by_batchnorm(name):
         assert [type(c) for c in consumers] == [keras.layers.BatchNormalization], conv.name
 
 
+@pytest.mark.slow
 def test_depth_counts_weighted_layers():
     for name in ["resnet18", "resnet34", "resnet50", "resnet101", "cifar_resnet56"]:
         spec = model_specs.get_spec(name)
@@ -200,6 +207,7 @@ def _reached(source, target, pixel):
     return {(int(row), int(column)) for row, column in np.argwhere(change > 0)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, shortcut", [
     ("cifar_resnet20", None), ("resnet18", None), ("resnet34", "C"), ("resnet50", "A")])
 def test_downsampling_blocks_stride_and_shortcut_read_the_same_pixels(name, shortcut):
@@ -237,6 +245,7 @@ def test_imagenet_stem_pads_symmetrically_like_torchvision():
     np.testing.assert_array_equal(pool(activations), expected)
 
 
+@pytest.mark.slow
 def test_option_a_model_survives_save_and_load(tmp_path):
     model = models.build_model("cifar_resnet20", 10, (32, 32, 3), shortcut="A")
     images = np.random.default_rng(0).standard_normal((2, 32, 32, 3), np.float32)

@@ -28,6 +28,7 @@ def _image_count(folder: pathlib.Path) -> int:
     return sum(1 for f in folder.rglob("*.jpg") if f.is_file())
 
 
+@pytest.mark.slow
 def test_ingest_command_on_cats_vs_dogs(tmp_path, capsys):
     root = tmp_path / "root"
     assert cli.main(["ingest", "--data", f"imagefolder:{CATS_VS_DOGS}", "--pipeline-root", str(root),
@@ -67,6 +68,7 @@ def test_eval_label_never_seen_in_train_stops_the_pipeline_before_training(tmp_p
     assert not (tmp_path / "root" / "Transform").exists()
 
 
+@pytest.mark.slow
 def test_a_small_ingest_has_no_anomaly_for_new_eval_ids_and_still_flags_a_bad_label(tmp_path):
     """SchemaGen gives a string feature with at most 100 distinct train values a domain of
     those values: with 60 train images, the 60 train ids. The curated schema drops it (and
@@ -108,6 +110,7 @@ def _lineage_inputs(store, artifact_id: int, key: str) -> list:
     return store.get_artifacts_by_id(ids)
 
 
+@pytest.mark.slow
 def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
     config = dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root"))
     local_runner.run(config)
@@ -186,6 +189,7 @@ def test_tiny_study_end_to_end_with_caching_and_lineage(tmp_path, capsys):
         "Transform"}
 
 
+@pytest.mark.slow
 def test_two_seeds_at_chance_give_intervals_and_no_winner(tmp_path, capsys):
     """Two training steps cannot learn CIFAR-10: every verdict must say so, never a winner."""
     config = dataclasses.replace(TINY, pipeline_root=str(tmp_path / "root"), seeds=2)
@@ -214,6 +218,7 @@ def test_two_seeds_at_chance_give_intervals_and_no_winner(tmp_path, capsys):
     assert data["provenance"]["configuration fingerprint"] == config.fingerprint()
 
 
+@pytest.mark.slow
 def test_diverged_models_still_yield_a_report(tmp_path, capsys):
     """A learning rate no net survives: both Trainers record divergence, the Evaluator skips
     the pair, and the report marks both rows and says why there is no comparison."""
@@ -234,6 +239,7 @@ def test_diverged_models_still_yield_a_report(tmp_path, capsys):
     assert "diverged in epoch 1" in open(os.path.join(evaluation.uri, "SKIPPED")).read()
 
 
+@pytest.mark.slow
 def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
     """Seed 0 in one root and seed 1 in another, merged: the same table and verdicts as one
     two-seed run, with both roots in the provenance; a shard of another study is refused."""

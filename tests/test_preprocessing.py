@@ -51,6 +51,7 @@ def _analyze_and_transform(encoded: list[bytes], image_size: int,
     return transformed, transformed_metadata
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image_size", [32, 56])
 def test_normalisation_statistics_equal_numpy_over_the_same_images(image_size):
     encoded = _encoded_images()
@@ -85,6 +86,7 @@ def test_decode_handles_every_colour_mode_and_size():
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_per_pixel_mean_subtracts_the_train_pixel_mean_and_does_not_divide():
     """normalization = "per_pixel_mean": the output is the decoded images minus their mean at
     every position and channel (an S x S x 3 analyzer over the analyzed split), undivided."""

@@ -223,6 +223,7 @@ def component_output(evaluations, tmp_path_factory):
     return output
 
 
+@pytest.mark.slow
 def test_csv_header_order_is_exact(component_output):
     with open(pathlib.Path(component_output.uri) / "ablation.csv", newline="") as handle:
         header = next(csv.reader(handle))
@@ -524,6 +525,7 @@ def test_learning_rate_drops_come_from_the_histories_or_the_step_schedule():
     assert plots.learning_rate_drops([configured]) == [3]  # within the 5 epochs run
 
 
+@pytest.mark.slow
 def test_every_figure_speaks_one_line_style(tmp_path):
     """In each figure's SVG, a model's line is solid if residual, dashed if plain, and has its
     twin's colour; depths differ in colour."""
@@ -614,6 +616,7 @@ def _report_pipeline(evaluations, tmp_path, root):
             str(root / "metadata.sqlite")))
 
 
+@pytest.mark.slow
 def test_pipeline_runs_report_and_rerenders_from_mlmd(evaluations, tmp_path):
     """LocalDagRunner runs the report on its list inputs; study_merge.render_report then
     re-reads MLMD and keeps the newest LIVE ModelRun per (model, seed)."""
@@ -652,6 +655,7 @@ def test_pipeline_runs_report_and_rerenders_from_mlmd(evaluations, tmp_path):
     assert "AblationReport" in seconds and all(s >= 0 for s in seconds.values())
 
 
+@pytest.mark.slow
 def test_ablation_report_of_a_root_with_evaluations_prints_no_deprecation_notice(evaluations,
                                                                                 tmp_path):
     """TFMA reads its results with TensorFlow's deprecated tf_record_iterator, whose four-line
@@ -782,6 +786,7 @@ def _with(part: study_merge.RootReport, data: str | None = None, content: str | 
                                results=results)
 
 
+@pytest.mark.slow
 def test_shards_merge_by_data_content_and_precision_not_by_path(tmp_path):
     """The same images read from another path merge (and the provenance says where each shard
     read them); other images, or another precision, are refused naming the difference."""

@@ -55,6 +55,7 @@ def page(published) -> str:
 # --------------------------------------------------------------------------- what it says
 
 
+@pytest.mark.slow
 def test_the_csv_is_the_committed_one_byte_for_byte(published):
     assert published["csv"].read_bytes() == (STUDY / "ablation.csv").read_bytes()
 

@@ -60,6 +60,7 @@ PROBES = {  # name: (arguments, exit code, what the message must say)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PROBES)
 def test_user_errors_are_one_line_with_the_documented_exit_code(name, tmp_path):
     arguments, code, message = PROBES[name]
@@ -127,6 +128,7 @@ def _ingest_counts(data: pathlib.Path, root: pathlib.Path) -> tuple[str, str]:
     return examples, next(line for line in lines if line.startswith("split train:"))
 
 
+@pytest.mark.slow
 def test_a_changed_image_folder_is_read_again_and_an_unchanged_one_is_not(tmp_path):
     data = _copy_images(tmp_path / "data", {"train": 12, "test": 2})
     first, counted = _ingest_counts(data, tmp_path / "root")
@@ -145,6 +147,7 @@ def test_a_changed_image_folder_is_read_again_and_an_unchanged_one_is_not(tmp_pa
     assert _ingest_counts(data, tmp_path / "root")[0] != changed
 
 
+@pytest.mark.slow
 def test_a_small_data_set_reports_no_anomaly_for_its_eval_ids(tmp_path):
     """SchemaGen lists a string feature's values when train has at most 100: every eval id
     was an 'unexpected string values' anomaly, a false alarm the report showed."""
@@ -287,6 +290,7 @@ def _start_run(tmp_path: pathlib.Path) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     process = _start_run(tmp_path)
     process.send_signal(signal.SIGINT)
@@ -321,6 +325,7 @@ def _interrupt_during_statistics(tmp_path: pathlib.Path, presses: int) -> tuple[
     return child.returncode, (tmp_path / "stderr").read_text(), time.monotonic() - pressed
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     """Two Ctrl-Cs during StatisticsGen: exit 130 with one line, within seconds, whether the
     second lands while the first unwinds (it ends the process at once) or while the process
@@ -333,6 +338,7 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     assert seconds < 5
 
 
+@pytest.mark.slow
 def test_runs_shows_a_killed_run_as_interrupted(tmp_path):
     process = _start_run(tmp_path)
     process.kill()
@@ -373,6 +379,7 @@ def _hostile_folder(root: pathlib.Path) -> pathlib.Path:
     return data
 
 
+@pytest.mark.slow
 def test_hostile_folder_entries_are_skipped_and_counted_in_bounded_time_and_memory(tmp_path):
     data = _hostile_folder(tmp_path)
     system_tmp = tmp_path / "system-tmp"
@@ -398,6 +405,7 @@ def test_hostile_folder_entries_are_skipped_and_counted_in_bounded_time_and_memo
     assert not (tmp_path / "root" / ".tmp").exists()
 
 
+@pytest.mark.slow
 def test_an_unprepared_tfds_set_offline_fails_in_seconds_and_writes_nothing(tmp_path):
     """This machine reaches no download server: the ingest must say so at once."""
     home = tmp_path / "home"
@@ -491,6 +499,7 @@ def _ingest(data: pathlib.Path, root: pathlib.Path, cwd: pathlib.Path) -> subpro
         timeout=300)
 
 
+@pytest.mark.slow
 def test_bmps_tensorflow_cannot_decode_are_skipped_as_unsupported_in_both_splits(tmp_path):
     """Before, check_image kept them: Transform then failed on them, or trained on palette
     indices read as grey."""
@@ -543,6 +552,7 @@ def _not_a_store(kind: str, path: pathlib.Path) -> None:
         connection.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["runs", "report"])
 @pytest.mark.parametrize(("kind", "message"), [
     ("empty", "is empty: no run has been recorded in it"),
@@ -566,6 +576,7 @@ def test_listing_commands_refuse_a_store_that_is_empty_or_corrupt_and_leave_it_a
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
 
 
+@pytest.mark.slow
 def test_report_of_a_published_shard_prints_no_deprecation_notice(tmp_path):
     """Only TensorFlow's native INFO lines may come before the report; the notice TFMA's
     readers caused (for a root with evaluations: test_report.py) is gone."""

@@ -9,6 +9,7 @@ from pipeline.cli import main
 from resnet_ablation import model_cost, models
 
 
+@pytest.mark.slow
 def test_plan_counts_trainers_images_flops_and_estimates_time_from_resnet50s_rate():
     config = config_lib.with_settings(config_lib.load_profile("cifar10_224_cpu"),
                                       ["seeds=3", "training.batch_size=256"])
@@ -33,6 +34,7 @@ def test_plan_counts_trainers_images_flops_and_estimates_time_from_resnet50s_rat
     assert "batch 256 = 8 x 32 per GPU" in text
 
 
+@pytest.mark.slow
 def test_a_batch_that_cannot_fit_the_gpu_is_refused_in_one_line(capsys):
     assert main(["plan", "--profile", "cats_vs_dogs_cpu", "--set", "training.batch_size=2048",
                  "--gpu-type", "t4"]) == 2
@@ -44,6 +46,7 @@ def test_a_batch_that_cannot_fit_the_gpu_is_refused_in_one_line(capsys):
         study_plan.make_plan(config_lib.load_profile("smoke"), gpu="k80")
 
 
+@pytest.mark.slow
 def test_without_a_published_rate_no_time_is_made_up():
     plan = study_plan.make_plan(config_lib.load_profile("smoke"), gpu="t4")
     assert plan.estimated_hours() is None

@@ -45,6 +45,7 @@ def _serialized_examples(paths: list[pathlib.Path]) -> tf.Tensor:
     })).SerializeToString() for p in paths])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["cifar_resnet20", "cifar_plain20"])
 def test_run_fn_exports_a_model_that_classifies_raw_png_bytes(ingested, tmp_path, model):
     args = fn_args(ingested, tmp_path, model)
@@ -97,6 +98,7 @@ def test_run_fn_exports_a_model_that_classifies_raw_png_bytes(ingested, tmp_path
     assert all(std > 0 for std in responses.std) and responses.images == len(eval_ids)
 
 
+@pytest.mark.slow
 def test_deterministic_runs_are_bitwise_identical(ingested, tmp_path):
     training = dataclasses.replace(TINY, deterministic=True)
     weights, histories = [], []
@@ -114,6 +116,7 @@ def test_deterministic_runs_are_bitwise_identical(ingested, tmp_path):
     assert histories[0] == histories[1]
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_recorded_not_raised(ingested, tmp_path):
     diverging = dataclasses.replace(TINY, epochs=3, base_learning_rate=1e30, warmup_epochs=0,
                                     weight_decay=0.0)
@@ -196,6 +199,7 @@ def _assert_same(a: tuple[dict, list], b: tuple[dict, list]) -> None:
 RESUMABLE = dataclasses.replace(TINY, epochs=3, steps_per_epoch=8, deterministic=True)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly_as_an_uninterrupted_run(ingested, tmp_path):
     straight = fn_args(ingested, tmp_path / "straight", "cifar_resnet20", RESUMABLE, seed=3)
     trainer.run_fn(straight)
@@ -215,6 +219,7 @@ def test_killed_run_resumes_exactly_as_an_uninterrupted_run(ingested, tmp_path):
     assert not list(checkpoints.rglob("ckpt-*"))  # removed once the run finished
 
 
+@pytest.mark.slow
 def test_one_core_and_all_cores_train_identically(ingested, tmp_path):
     """The data order and augmentation are fixed, and deterministic = true with a fixed thread
     count fixes every op: a run pinned to one core gives the same model and metrics as one on
@@ -447,6 +452,7 @@ def test_validate_names_the_bad_value(tmp_path, overrides, message):
         config_lib.load_profile("smoke"), pipeline_root=str(tmp_path / "root"))) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("0", "False"), ("1", "True")])
 def test_onednn_is_on_unless_the_user_chose_otherwise(setting, expected):
     """Importing ``components`` turns TensorFlow's oneDNN kernels on (TensorFlow leaves them off
@@ -482,6 +488,7 @@ print(json.dumps({"onednn": hardware.onednn_enabled(), "loss": history.history["
 """
 
 
+@pytest.mark.slow
 def test_training_with_onednn_matches_training_without_within_float_tolerance():
     """resnet-20 in float32 with oneDNN's kernels and with TensorFlow's own: the same gradients
     at initialisation (per-tensor norms) and the same losses over six SGD steps, up to float
