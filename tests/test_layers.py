@@ -48,23 +48,27 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
     assert found == ["imports tfx", "imports pipeline"]
 
 
+def loaded_packages(modules: list[str], among: set[str]) -> str:
+    """Which of the top-level packages `among` a fresh interpreter holds after importing
+    `modules`, as the sorted list it prints."""
+    code = (f"import sys; import {', '.join(modules)}; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(among)!r})))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=REPO).stdout.strip()
+
+
 @pytest.mark.slow
 def test_loading_every_library_module_loads_no_tfx_or_upper_layer():
     """What the modules pull in transitively (tensorflow_datasets, TensorFlow) stays free of them too."""
     modules = sorted(f"resnet_ablation.{p.stem}" for p in LIBRARY.glob("*.py") if p.stem != "__init__")
-    code = (f"import sys; import {', '.join(modules)}; "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(NOT_IN_THE_LIBRARY)!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO).stdout
-    assert len(modules) >= 14 and out.strip() == "[]"
+    out = loaded_packages(modules, NOT_IN_THE_LIBRARY)
+    assert len(modules) >= 14 and out == "[]"
 
 
 def test_statistics_and_contracts_load_without_tensorflow():
-    code = ("import sys, resnet_ablation.contracts, resnet_ablation.comparison; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tfx'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO).stdout
-    assert out.strip() == "[]"
+    out = loaded_packages(["resnet_ablation.contracts", "resnet_ablation.comparison"],
+                          {"tensorflow", "tfx"})
+    assert out == "[]"
 
 
 def test_components_never_import_the_pipeline_layer():
