@@ -12,7 +12,9 @@ prints the processor, each run's Trainer-path images/second and the ratio of the
   fixed to every core, as ``ablation run --deterministic``);
 - ``onednn_bf16_rewrite``: against float32 Keras with Grappler's oneDNN bfloat16 graph rewrite
   (``auto_mixed_precision_onednn_bfloat16``), the other way to train in bfloat16 on a CPU (give
-  ``--precision auto`` or ``on`` so the default trains in Keras' mixed_bfloat16).
+  ``--precision auto`` or ``on`` so the default trains in Keras' mixed_bfloat16);
+- ``one_inter_op_thread``: against ``TF_NUM_INTEROP_THREADS=1`` (TensorFlow runs one op at a
+  time, each on the intra-op pool, instead of independent ops side by side).
 
 Arguments after ``--`` go to train_throughput.py:
 
@@ -32,11 +34,14 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+INTER_OP_ENV = "TF_NUM_INTEROP_THREADS"
 COMPARISONS = {  # name: {setting: (environment overrides (None: unset), extra arguments)}
     "onednn": {"default": ({ONEDNN_ENV: None}, []), "oneDNN off": ({ONEDNN_ENV: "0"}, [])},
     "deterministic": {"default": ({}, []), "deterministic": ({}, ["--deterministic"])},
     "onednn_bf16_rewrite": {"default": ({}, []), "oneDNN bfloat16 rewrite": (
         {}, ["--precision", "off", "--onednn-bf16-rewrite"])},
+    "one_inter_op_thread": {"default": ({INTER_OP_ENV: None}, []),
+                            "1 inter-op thread": ({INTER_OP_ENV: "1"}, [])},
 }
 
 
