@@ -178,6 +178,36 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
     assert not y[..., :2].any() and not y[..., 5:].any()
 
 
+@pytest.mark.parametrize("shape, stride", [((3, 8, 6, 5), 2), ((2, 7, 9, 3), 2),
+                                           ((2, 9, 6, 4), 3), ((2, 4, 4, 3), 1)])
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_subsample_equals_the_strided_slice_in_values_and_gradients(shape, stride, dtype):
+    x = tf.cast(tf.random.stateless_normal(shape, seed=(1, 2)), dtype)
+    upstream = tf.cast(tf.random.stateless_normal(
+        [shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3]], seed=(3, 4)), dtype)
+
+    def value_and_gradient(subsample):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = subsample(x)
+            loss = tf.reduce_sum(tf.cast(y * upstream, tf.float32))
+        return y.numpy(), tape.gradient(loss, x).numpy()
+
+    fast = value_and_gradient(lambda x: models.subsample(x, stride))
+    strided = value_and_gradient(lambda x: x[:, ::stride, ::stride, :])
+    for got, expected in zip(fast, strided):
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got.view(np.uint16) if dtype == tf.bfloat16 else got,
+                                      expected.view(np.uint16) if dtype == tf.bfloat16
+                                      else expected)
+    gradient = fast[1].astype(np.float32)  # the upstream gradient at the pixels read, else 0
+    np.testing.assert_array_equal(gradient[:, ::stride, ::stride, :],
+                                  upstream.numpy().astype(np.float32))
+    unread = np.ones(shape, bool)
+    unread[:, ::stride, ::stride, :] = False
+    assert not gradient[unread].any()
+
+
 def test_option_a_in_a_bottleneck_net_pads_wherever_the_shape_changes():
     model = models.build_model("resnet50", 10, (32, 32, 3), shortcut="A")
     pads = [layer for layer in model.layers if isinstance(layer, models.ZeroPadShortcut)]
