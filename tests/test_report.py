@@ -763,6 +763,29 @@ def test_a_shard_published_with_histories_only_still_merges(tmp_path):
     assert float(rows[(RESNET, 1)]["mcnemar_p"]) < 0.05
 
 
+def test_twins_trained_in_separate_shards_are_compared_paired(tmp_path):
+    """A pair too long for one session runs as one net per shard: merged, the residual net of
+    one shard and its plain twin of the other give the same rows and paired verdict as one
+    shard holding both."""
+    both = _root_report(tmp_path / "pair-seed0", 0, (0.9, 0.6))
+    folders = []
+    for model in (RESNET, PLAIN):
+        alone = dataclasses.replace(both, root=str(tmp_path / f"{model}-seed0"), results=[
+            r for r in both.results if r.history.model == model])
+        folders.append(str(tmp_path / "runs" / f"{model}-seed0"))
+        study_merge.publish_runs(alone, pathlib.Path(folders[-1]))
+    split = json.loads(study_merge.render_report(folders, str(tmp_path / "split"))["json"]
+                       .read_text())
+    study_merge.publish_runs(both, tmp_path / "runs" / "pair-seed0")
+    whole = json.loads(study_merge.render_report(
+        [str(tmp_path / "runs" / "pair-seed0")], str(tmp_path / "whole"))["json"].read_text())
+    [test] = [v for v in split["verdicts"] if v["split"] == "test"]
+    assert test["gap"] == pytest.approx(0.3) and test["seeds"] == 1
+    assert split["rows"] == whole["rows"] and split["verdicts"] == whole["verdicts"]
+    assert all(row["mcnemar_p"] is not None for row in split["rows"]
+               if row["model"] == RESNET)
+
+
 def test_a_folder_that_is_neither_root_nor_shard(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.sqlite"):
         study_merge.read_part(str(tmp_path))
