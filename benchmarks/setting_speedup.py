@@ -15,6 +15,10 @@ prints the processor, each run's Trainer-path images/second and the ratio of the
   ``--precision auto`` or ``on`` so the default trains in Keras' mixed_bfloat16);
 - ``one_inter_op_thread``: against ``TF_NUM_INTEROP_THREADS=1`` (TensorFlow runs one op at a
   time, each on the intra-op pool, instead of independent ops side by side).
+- ``system_allocator``: against ``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`` (oneDNN's tensors from
+  the C library's allocator instead of TensorFlow's pooled one, whose lock can cost time);
+- ``caller_thread``: against ``TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD=1`` (the thread that
+  starts a oneDNN primitive runs one share of it instead of waiting for the pool).
 
 Arguments after ``--`` go to train_throughput.py:
 
@@ -35,6 +39,8 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 INTER_OP_ENV = "TF_NUM_INTEROP_THREADS"
+SYSTEM_ALLOCATOR_ENV = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
+CALLER_THREAD_ENV = "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD"
 COMPARISONS = {  # name: {setting: (environment overrides (None: unset), extra arguments)}
     "onednn": {"default": ({ONEDNN_ENV: None}, []), "oneDNN off": ({ONEDNN_ENV: "0"}, [])},
     "deterministic": {"default": ({}, []), "deterministic": ({}, ["--deterministic"])},
@@ -42,6 +48,10 @@ COMPARISONS = {  # name: {setting: (environment overrides (None: unset), extra a
         {}, ["--precision", "off", "--onednn-bf16-rewrite"])},
     "one_inter_op_thread": {"default": ({INTER_OP_ENV: None}, []),
                             "1 inter-op thread": ({INTER_OP_ENV: "1"}, [])},
+    "system_allocator": {"default": ({SYSTEM_ALLOCATOR_ENV: None}, []),
+                         "system allocator": ({SYSTEM_ALLOCATOR_ENV: "1"}, [])},
+    "caller_thread": {"default": ({CALLER_THREAD_ENV: None}, []),
+                      "caller thread in the pool": ({CALLER_THREAD_ENV: "1"}, [])},
 }
 
 
