@@ -283,6 +283,27 @@ def test_shards_of_a_study_merge_into_one_report(tmp_path, capsys):
     assert "was run in both" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_one_net_per_shard_merges_into_the_paired_verdict(tmp_path, capsys):
+    """A twin pair too long for one session runs one net per root: each root evaluates its net
+    alone, and the merge pairs the twins of a seed on the same test images."""
+    roots = {model: tmp_path / model for model in TINY.models}
+    for model, root in roots.items():
+        local_runner.run(dataclasses.replace(TINY, pipeline_root=str(root), models=(model,)))
+    states = _states(dataclasses.replace(TINY, pipeline_root=str(roots["cifar_resnet20"])))
+    assert {c for c in states if c.startswith("Evaluator")} == {"Evaluator.cifar_resnet20"}
+    capsys.readouterr()
+    output = tmp_path / "merged"
+    assert cli.main(["report", *map(str, roots.values()), "--output", str(output)]) == 0
+    merged = json.loads((output / "ablation.json").read_text())
+    assert [(v["kind"], v["split"], v["seeds"]) for v in merged["verdicts"]] == [
+        ("residual_vs_plain", "test", 1), ("residual_vs_plain", "train", 1)]
+    [resnet] = [r for r in merged["rows"] if r["model"] == "cifar_resnet20"]
+    [plain] = [r for r in merged["rows"] if r["model"] == "cifar_plain20"]
+    assert 0 <= resnet["mcnemar_p"] <= 1
+    assert resnet["delta_vs_plain"] == pytest.approx(plain["eval_error"] - resnet["eval_error"])
+
+
 def test_roots_of_different_studies_are_not_merged():
     from pipeline.study_merge import RootReport, _check_one_study
 
