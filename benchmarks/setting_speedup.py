@@ -14,7 +14,7 @@ prints the processor, each run's Trainer-path images/second and the ratio of the
   (``auto_mixed_precision_onednn_bfloat16``), the other way to train in bfloat16 on a CPU (give
   ``--precision auto`` or ``on`` so the default trains in Keras' mixed_bfloat16);
 - ``one_inter_op_thread``: against ``TF_NUM_INTEROP_THREADS=1`` (TensorFlow runs one op at a
-  time, each on the intra-op pool, instead of independent ops side by side).
+  time, each on the intra-op pool, instead of independent ops side by side);
 - ``system_allocator``: against ``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`` (oneDNN's tensors from
   the C library's allocator instead of TensorFlow's pooled one, whose lock can cost time);
 - ``caller_thread``: against ``TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD=1`` (the thread that
@@ -41,17 +41,21 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 INTER_OP_ENV = "TF_NUM_INTEROP_THREADS"
 SYSTEM_ALLOCATOR_ENV = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
 CALLER_THREAD_ENV = "TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD"
+
+
+def environment_switch(variable: str, label: str, value: str) -> dict:
+    """A comparison of the default (`variable` unset) against `variable`=`value`."""
+    return {"default": ({variable: None}, []), label: ({variable: value}, [])}
+
+
 COMPARISONS = {  # name: {setting: (environment overrides (None: unset), extra arguments)}
-    "onednn": {"default": ({ONEDNN_ENV: None}, []), "oneDNN off": ({ONEDNN_ENV: "0"}, [])},
+    "onednn": environment_switch(ONEDNN_ENV, "oneDNN off", "0"),
     "deterministic": {"default": ({}, []), "deterministic": ({}, ["--deterministic"])},
     "onednn_bf16_rewrite": {"default": ({}, []), "oneDNN bfloat16 rewrite": (
         {}, ["--precision", "off", "--onednn-bf16-rewrite"])},
-    "one_inter_op_thread": {"default": ({INTER_OP_ENV: None}, []),
-                            "1 inter-op thread": ({INTER_OP_ENV: "1"}, [])},
-    "system_allocator": {"default": ({SYSTEM_ALLOCATOR_ENV: None}, []),
-                         "system allocator": ({SYSTEM_ALLOCATOR_ENV: "1"}, [])},
-    "caller_thread": {"default": ({CALLER_THREAD_ENV: None}, []),
-                      "caller thread in the pool": ({CALLER_THREAD_ENV: "1"}, [])},
+    "one_inter_op_thread": environment_switch(INTER_OP_ENV, "1 inter-op thread", "1"),
+    "system_allocator": environment_switch(SYSTEM_ALLOCATOR_ENV, "system allocator", "1"),
+    "caller_thread": environment_switch(CALLER_THREAD_ENV, "caller thread in the pool", "1"),
 }
 
 

@@ -768,14 +768,12 @@ def test_twins_trained_in_separate_shards_are_compared_paired(tmp_path):
     one shard and its plain twin of the other give the same rows and paired verdict as one
     shard holding both."""
     both = _root_report(tmp_path / "pair-seed0", 0, (0.9, 0.6))
-    folders = []
-    for model in (RESNET, PLAIN):
-        alone = dataclasses.replace(both, root=str(tmp_path / f"{model}-seed0"), results=[
-            r for r in both.results if r.history.model == model])
-        folders.append(str(tmp_path / "runs" / f"{model}-seed0"))
-        study_merge.publish_runs(alone, pathlib.Path(folders[-1]))
-    split = json.loads(study_merge.render_report(folders, str(tmp_path / "split"))["json"]
-                       .read_text())
+    folders = [tmp_path / "runs" / f"{model}-seed0" for model in (RESNET, PLAIN)]
+    for model, folder in zip((RESNET, PLAIN), folders):
+        study_merge.publish_runs(dataclasses.replace(both, root=str(tmp_path / folder.name), results=[
+            r for r in both.results if r.history.model == model]), folder)
+    split = json.loads(study_merge.render_report(list(map(str, folders)), str(tmp_path / "split"))
+                       ["json"].read_text())
     study_merge.publish_runs(both, tmp_path / "runs" / "pair-seed0")
     whole = json.loads(study_merge.render_report(
         [str(tmp_path / "runs" / "pair-seed0")], str(tmp_path / "whole"))["json"].read_text())
