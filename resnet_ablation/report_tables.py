@@ -144,8 +144,9 @@ FOOTNOTES = {
          "nets were not available (e.g. a shard published before they were kept), so the paired "
          "comparison cannot be made; the gap is from the two nets' accuracies, and the "
          "verdicts over seeds use it.",
-    "²": "No gap: this residual net or its plain twin with the same seed did not finish, or "
-         "they ran different numbers of epochs.",
+    "²": "No gap: this residual net's plain twin with the same seed is not among the merged "
+         "runs (in a study run as shards, it may not have run yet), one of the two did not "
+         "finish, or they ran different numbers of epochs.",
 }
 
 

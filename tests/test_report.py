@@ -478,7 +478,8 @@ def test_the_runs_table_explains_every_missing_gap_and_drops_empty_columns():
     assert gaps[(RESNET, "2")] == "— ²"
     assert "best val acc" not in columns and "McNemar p" in columns
     assert notes[0].startswith("¹ No interval and no McNemar p for this seed")
-    assert notes[1].startswith("² No gap: this residual net or its plain twin")
+    assert notes[1].startswith("² No gap: this residual net's plain twin with the same seed "
+                               "is not among the merged runs")
     assert notes[-1].endswith("Left out, empty in every row: best val acc.")
 
 
