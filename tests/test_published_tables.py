@@ -1,14 +1,15 @@
 """The results tables in the documents are written from the committed study files.
 
-README.md's table of the CIFAR study and docs/results.md's table of the seeds' experiment quote
-numbers by hand; each number must be the one its study's `ablation.json` (the merged report,
-re-rendered from the committed shard folders) holds for that cell:
+README.md's table of the CIFAR study, its table of the seeds' experiment (in accuracy) and
+docs/results.md's (in error) quote numbers by hand; each number must be the one its study's
+`ablation.json` (the merged report, re-rendered from the committed shard folders) holds for that
+cell:
 
-- a model's cell: its errors seed by seed (`12.34 % (seed 0), ...` or `a / b / c %` in seed
-  order), or the mean and standard deviation over seeds (`12.34 ± 0.56 %`), in percent;
-- a residual − plain cell: the verdict's error gap and 95 % interval in points (the verdicts
-  hold accuracy gaps, so the error gap is their negative), the number of seeds the interval is
-  over, the per-seed gaps if listed, and the verdict's conclusion in words.
+- a model's cell: its error or accuracy seed by seed (`12.34 % (seed 0), ...` or `a / b / c %`
+  in seed order), or the mean and standard deviation over seeds (`12.34 ± 0.56 %`), in percent;
+- a residual − plain cell: the verdict's gap and 95 % interval in points (the verdicts hold
+  accuracy gaps; an error gap is their negative, its interval the other way round), the number
+  of seeds the interval is over, the per-seed gaps if listed, and the verdict's conclusion.
 
 Numbers are compared as printed: at the precision the cell gives them. Pure Python.
 """
@@ -62,7 +63,8 @@ class Study:
         self.verdicts = report["verdicts"]
         self.eval_split = report["rows"][0]["eval_split"]
 
-    def errors(self, model: str, column: str = "eval_error") -> dict[int, float]:
+    def percents(self, model: str, column: str = "eval_error") -> dict[int, float]:
+        """``column`` of ``model``'s rows in percent, by seed."""
         return {seed: 100 * row[column] for (name, seed), row in sorted(self.rows.items()) if name == model}
 
     def verdict(self, residual: str, plain: str) -> dict:
@@ -83,36 +85,40 @@ def table_rows(page: pathlib.Path, header_start: str) -> list[list[str]]:
     return rows
 
 
-def check_model_cell(study: Study, model: str, cell: str) -> None:
-    errors = study.errors(model)
+def check_model_cell(study: Study, model: str, cell: str, measure: str = "error") -> None:
+    """``cell`` quotes ``model``'s eval error (``measure="error"``) or accuracy, in percent."""
+    column = {"error": "eval_error", "accuracy": "val_accuracy"}[measure]
+    values = study.percents(model, column)
     per_seed = PER_SEED_VALUE.findall(cell)
     if per_seed:
-        assert {int(seed) for _, seed in per_seed} == set(errors), f"{study.folder} {model}: {cell!r}"
+        assert {int(seed) for _, seed in per_seed} == set(values), f"{study.folder} {model}: {cell!r}"
         for value, seed in per_seed:
-            assert same(errors[int(seed)], value), f"{study.folder} {model} seed {seed}: {value} in {cell!r}"
+            assert same(values[int(seed)], value), f"{study.folder} {model} seed {seed}: {value} in {cell!r}"
         return
     match = MEAN_SD.match(cell)
     assert match, f"{study.folder} {model}: neither per-seed values nor mean ± sd in {cell!r}"
     summary = study.summary[model]
-    assert summary["ok"] == len(errors)
-    assert same(100 * summary["eval_error_mean"], match.group(1)), f"{study.folder} {model}: {cell!r}"
-    assert same(100 * summary["eval_error_std"], match.group(2)), f"{study.folder} {model}: {cell!r}"
+    assert summary["ok"] == len(values)
+    assert same(100 * summary[f"{column}_mean"], match.group(1)), f"{study.folder} {model}: {cell!r}"
+    assert same(100 * summary[f"{column}_std"], match.group(2)), f"{study.folder} {model}: {cell!r}"
 
 
-def check_gap_cell(study: Study, residual: str, plain: str, cell: str) -> None:
+def check_gap_cell(study: Study, residual: str, plain: str, cell: str, measure: str = "error") -> None:
+    """``cell`` quotes the residual − plain verdict in points of ``measure`` (error or accuracy)."""
     match = GAP.match(cell)
     assert match, f"{study.folder} {residual} − {plain}: unreadable gap cell {cell!r}"
     verdict = study.verdict(residual, plain)
+    sign = {"error": -1, "accuracy": 1}[measure]
+    low, high = sorted((sign * 100 * verdict["ci_low"], sign * 100 * verdict["ci_high"]))
     where = f"{study.folder} {residual} − {plain}: {cell!r}"
-    assert same(-100 * verdict["gap"], match["gap"]), where
-    assert same(-100 * verdict["ci_high"], match["low"]), where
-    assert same(-100 * verdict["ci_low"], match["high"]), where
+    assert same(sign * 100 * verdict["gap"], match["gap"]), where
+    assert same(low, match["low"]) and same(high, match["high"]), where
     if match["seeds"]:
         assert int(match["seeds"]) == verdict["seeds"], where
     if match["per_seed"]:
         quoted = NUMBER.findall(match["per_seed"])
-        seeds = sorted(study.errors(residual))
-        gaps = [-100 * study.rows[(residual, seed)]["delta_vs_plain"] for seed in seeds]
+        seeds = sorted(study.percents(residual))
+        gaps = [sign * 100 * study.rows[(residual, seed)]["delta_vs_plain"] for seed in seeds]
         assert len(quoted) == len(gaps) and all(map(same, gaps, quoted)), where
     if match["words"]:
         assert match["words"] == verdict["conclusion"].replace("_", " "), where
@@ -125,15 +131,19 @@ def test_the_readme_table_of_the_cifar_study_is_its_ablation_json():
     for model, train, test, mean, gap in rows:
         for cell, column in ((train, "train_error"), (test, "eval_error")):
             quoted = NUMBER.findall(cell.replace(" %", ""))
-            errors = list(study.errors(model, column).values())
+            errors = list(study.percents(model, column).values())
             assert len(quoted) == len(errors) and all(map(same, errors, quoted)), f"{model}: {cell!r}"
         assert same(100 * study.summary[model]["eval_error_mean"], mean.removesuffix(" %")), model
         if gap:
             check_gap_cell(study, model, model.replace("resnet", "plain"), gap)
 
 
-def test_the_seeds_table_is_its_studies_ablation_json():
-    rows = table_rows(REPO / "docs" / "results.md", "data, length |")
+@pytest.mark.parametrize("page, header, measure", [
+    ("README.md", "data, epochs, seeds |", "accuracy"),
+    ("docs/results.md", "data, length |", "error"),
+])
+def test_the_seeds_tables_are_their_studies_ablation_json(page, header, measure):
+    rows = table_rows(REPO / page, header)
     studies = [next(folder for start, folder in SEEDS_TABLE_STUDIES.items() if row[0].startswith(start))
                for row in rows]
     assert sorted(studies) == sorted(SEEDS_TABLE_STUDIES.values())
@@ -141,9 +151,9 @@ def test_the_seeds_table_is_its_studies_ablation_json():
         study = Study(folder)
         for column, cell in zip(SEEDS_TABLE_COLUMNS, row[1:], strict=True):
             if isinstance(column, tuple):
-                check_gap_cell(study, *column, cell)
+                check_gap_cell(study, *column, cell, measure)
             else:
-                check_model_cell(study, column, cell)
+                check_model_cell(study, column, cell, measure)
 
 
 # Controls on the finished CIFAR-10-at-224 study: the right cells pass, one wrong thing fails.
@@ -171,6 +181,15 @@ def test_a_wrong_or_missing_number_in_a_model_cell_fails(cell):
 
 def test_the_right_gap_cell_passes():
     check_gap_cell(Study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP)
+
+
+def test_in_accuracy_the_gap_and_its_interval_turn_round():
+    in_accuracy = ("+12.10 points (+9.26 to +14.94, t over 3 seeds; per seed +12.55, +12.95 and +10.80): "
+                   "residual better")
+    check_gap_cell(Study("cifar10_224_cpu"), "resnet34", "plain34", in_accuracy, "accuracy")
+    check_model_cell(Study("cifar10_224_cpu"), "resnet34", "53.97 ± 0.90 %", "accuracy")
+    with pytest.raises(AssertionError):
+        check_gap_cell(Study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP, "accuracy")
 
 
 @pytest.mark.parametrize("wrong", [
