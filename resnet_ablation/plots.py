@@ -104,8 +104,7 @@ def plot_response_stds(responses: Mapping[tuple[str, int], LayerResponses],
         for axes, values, panel in ((original, stacked, "layers"),
                                     (ordered, -np.sort(-stacked, axis=1), "sorted")):
             _band(axes, layers, values, styles[name], _label(name, runs), f"{panel}-{name}")
-    values = np.concatenate([np.ravel(runs) for runs in by_model.values()])
-    if values.size and values.min() > 0 and values.max() / values.min() > 10:
+    if spans_decades(np.concatenate([np.ravel(runs) for runs in by_model.values()])):
         original.set_yscale("log")
     for axes, label in ((original, "layer (input → output)"),
                         (ordered, "layer, sorted by response std")):
@@ -142,21 +141,25 @@ def plot_error_curves(histories: Sequence[RunHistory], output: pathlib.Path,
 
 def plot_loss_curves(histories: Sequence[RunHistory], output: pathlib.Path,
                      styles: Mapping[str, dict] | None = None, svg: bool = True) -> pathlib.Path:
-    """Training loss (Keras' running mean, augmented) and eval loss (on a log axis when it
-    spans more than a decade) per epoch, every
-    model on shared axes; mean over seeds with a min–max band, learning-rate drops marked."""
+    """Training loss (Keras' running mean, augmented) and eval loss (on a log axis when its
+    measured values span more than a decade) per epoch, every model on shared axes; mean over
+    seeds with a min–max band, learning-rate drops marked."""
     groups = _by_model(histories)
     styles = styles or model_styles(groups)
     figure, panels = plt.subplots(1, 2, figsize=(10, 4.3), sharex=True)
-    for axes, key in zip(panels, ("train_loss", "val_loss")):
-        for name, runs in groups.items():
-            _band(axes, *_seed_curve(runs, key), styles[name], _label(name, runs),
-                  f"{key}-{name}")
+    curves = {key: {name: _seed_curve(runs, key) for name, runs in groups.items()}
+              for key in ("train_loss", "val_loss")}
+    for axes, (key, by_model) in zip(panels, curves.items()):
+        for name, (epochs, values) in by_model.items():
+            _band(axes, epochs, values, styles[name], _label(name, groups[name]), f"{key}-{name}")
     for axes, label in zip(panels, ("training loss (cross-entropy)", "eval loss (cross-entropy)")):
         _epoch_axis(axes, label, learning_rate_drops(histories))
-    low, high = panels[1].get_ylim()
-    if low > 0 and high / low > 10:  # an early eval loss of a plain net can be 100x the rest
+    # an early eval loss can be 50-100x the rest (a plain net's first epochs, a warm-up spike):
+    # on a linear axis the rest of the run would be a flat line at the bottom
+    eval_losses = [np.ravel(values) for _, values in curves["val_loss"].values()]
+    if eval_losses and spans_decades(np.concatenate(eval_losses)):
         panels[1].set_yscale("log")
+        panels[1].set_ylabel("eval loss (cross-entropy, log)")
     _legend(figure, panels[1].get_legend_handles_labels())
     figure.suptitle(f"Loss during training\n{BAND_TEXT}", fontsize="medium")
     return _save(figure, output, svg)
@@ -247,6 +250,14 @@ def _seed_curve(runs: Sequence[RunHistory], key: str, error: bool = False
             if value is not None:
                 table[row, column[entry.epoch]] = 100 * (1 - value) if error else value
     return epochs, table[~np.isnan(table).all(axis=1)] if epochs else table[:, :0]
+
+
+def spans_decades(values: np.ndarray) -> bool:
+    """Whether the measured (non-NaN) values are all positive and the largest is more than ten
+    times the smallest: the figures then use a logarithmic y axis."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    return bool(values.size) and values.min() > 0 and values.max() / values.min() > 10
 
 
 def _epoch_axis(axes, ylabel: str, drops: Sequence[int] = ()) -> None:

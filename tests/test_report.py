@@ -526,6 +526,24 @@ def test_learning_rate_drops_come_from_the_histories_or_the_step_schedule():
     assert plots.learning_rate_drops([configured]) == [3]  # within the 5 epochs run
 
 
+@pytest.mark.parametrize("eval_losses, log_axis", [
+    ((48.0, 2.0, 0.7, 0.6), True),   # a first-epoch spike: values over a decade apart
+    ((1.9, 1.2, 0.9, 0.8), False),   # an ordinary run: its axis would start below 0 with margins
+])
+def test_the_eval_loss_axis_is_logarithmic_when_the_losses_span_a_decade(tmp_path, eval_losses,
+                                                                           log_axis):
+    from resnet_ablation import plots
+
+    run = history(RESNET, 0, [0.5, 0.6, 0.7, 0.75])
+    run = dataclasses.replace(run, epochs=tuple(
+        dataclasses.replace(e, val_loss=loss) for e, loss in zip(run.epochs, eval_losses)))
+    svg = plots.plot_loss_curves([run], tmp_path / "curves.png").with_suffix(".svg").read_text()
+    assert ("eval loss (cross-entropy, log)" in svg) is log_axis
+    assert ("eval loss (cross-entropy)" in svg) is not log_axis
+    assert plots.spans_decades(np.array([np.nan, 0.5, 6.0])) and not plots.spans_decades(
+        np.array([-0.1, 5.0, np.nan]))
+
+
 @pytest.mark.slow
 def test_every_figure_speaks_one_line_style(tmp_path):
     """In each figure's SVG, a model's line is solid if residual, dashed if plain, and has its
