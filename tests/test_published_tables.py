@@ -11,7 +11,9 @@ cell:
   accuracy gaps; an error gap is their negative, its interval the other way round), the number
   of seeds the interval is over, the per-seed gaps if listed, and the verdict's conclusion.
 
-Numbers are compared as printed: at the precision the cell gives them. Pure Python.
+Numbers are compared as printed: at the precision the cell gives them. Pure Python, but for
+the slow check that each 224-pixel study's `ablation.csv` is what its committed shard folders
+re-render to (the CIFAR study's is checked with its report's layout).
 """
 
 from __future__ import annotations
@@ -154,6 +156,16 @@ def test_the_seeds_tables_are_their_studies_ablation_json(page, header, measure)
                 check_gap_cell(study, *column, cell, measure)
             else:
                 check_model_cell(study, column, cell, measure)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", ["cifar10_224_cpu", "cats_vs_dogs_cpu"])
+def test_the_study_re_renders_its_csv_from_its_committed_shard_folders(folder, tmp_path):
+    from pipeline import study_merge
+
+    shards = sorted(str(shard) for shard in (RESULTS / folder / "runs").iterdir())
+    written = study_merge.render_report(shards, str(tmp_path))
+    assert written["csv"].read_bytes() == (RESULTS / folder / "ablation.csv").read_bytes()
 
 
 # Controls on the finished CIFAR-10-at-224 study: the right cells pass, one wrong thing fails.
