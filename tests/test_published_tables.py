@@ -119,8 +119,8 @@ def check_gap_cell(study: Study, residual: str, plain: str, cell: str, measure: 
         assert int(match["seeds"]) == verdict["seeds"], where
     if match["per_seed"]:
         quoted = NUMBER.findall(match["per_seed"])
-        seeds = sorted(study.percents(residual))
-        gaps = [sign * 100 * study.rows[(residual, seed)]["delta_vs_plain"] for seed in seeds]
+        paired = [study.rows[(residual, seed)]["delta_vs_plain"] for seed in sorted(study.percents(residual))]
+        gaps = [sign * 100 * delta for delta in paired if delta is not None]  # seeds with a twin
         assert len(quoted) == len(gaps) and all(map(same, gaps, quoted)), where
     if match["words"]:
         assert match["words"] == verdict["conclusion"].replace("_", " "), where
