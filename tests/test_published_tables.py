@@ -18,6 +18,7 @@ re-render to (the CIFAR study's is checked with its report's layout).
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import re
@@ -75,6 +76,12 @@ class Study:
         return verdict
 
 
+@functools.cache
+def load_study(folder: str) -> Study:
+    """The study of ``docs/results/<folder>``, read once per test session."""
+    return Study(folder)
+
+
 def table_rows(page: pathlib.Path, header_start: str) -> list[list[str]]:
     """The cells of each body row of the first table whose header row starts with ``header_start``."""
     lines = page.read_text().splitlines()
@@ -127,7 +134,7 @@ def check_gap_cell(study: Study, residual: str, plain: str, cell: str, measure: 
 
 
 def test_the_readme_table_of_the_cifar_study_is_its_ablation_json():
-    study = Study("cifar_cpu")
+    study = load_study("cifar_cpu")
     rows = table_rows(REPO / "README.md", "model | train error, seeds")
     assert {row[0] for row in rows} == {model for model, _ in study.rows}
     for model, train, test, mean, gap in rows:
@@ -150,7 +157,7 @@ def test_the_seeds_tables_are_their_studies_ablation_json(page, header, measure)
                for row in rows]
     assert sorted(studies) == sorted(SEEDS_TABLE_STUDIES.values())
     for folder, row in zip(studies, rows):
-        study = Study(folder)
+        study = load_study(folder)
         for column, cell in zip(SEEDS_TABLE_COLUMNS, row[1:], strict=True):
             if isinstance(column, tuple):
                 check_gap_cell(study, *column, cell, measure)
@@ -176,7 +183,7 @@ RESNET34_GAP = ("−12.10 points (−14.94 to −9.26, t over 3 seeds; per seed 
 
 @pytest.mark.parametrize("cell", RESNET34_CELLS)
 def test_the_right_model_cell_passes(cell):
-    check_model_cell(Study("cifar10_224_cpu"), "resnet34", cell)
+    check_model_cell(load_study("cifar10_224_cpu"), "resnet34", cell)
 
 
 @pytest.mark.parametrize("cell", [
@@ -188,20 +195,20 @@ def test_the_right_model_cell_passes(cell):
 ])
 def test_a_wrong_or_missing_number_in_a_model_cell_fails(cell):
     with pytest.raises(AssertionError):
-        check_model_cell(Study("cifar10_224_cpu"), "resnet34", cell)
+        check_model_cell(load_study("cifar10_224_cpu"), "resnet34", cell)
 
 
 def test_the_right_gap_cell_passes():
-    check_gap_cell(Study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP)
+    check_gap_cell(load_study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP)
 
 
 def test_in_accuracy_the_gap_and_its_interval_turn_round():
     in_accuracy = ("+12.10 points (+9.26 to +14.94, t over 3 seeds; per seed +12.55, +12.95 and +10.80): "
                    "residual better")
-    check_gap_cell(Study("cifar10_224_cpu"), "resnet34", "plain34", in_accuracy, "accuracy")
-    check_model_cell(Study("cifar10_224_cpu"), "resnet34", "53.97 ± 0.90 %", "accuracy")
+    check_gap_cell(load_study("cifar10_224_cpu"), "resnet34", "plain34", in_accuracy, "accuracy")
+    check_model_cell(load_study("cifar10_224_cpu"), "resnet34", "53.97 ± 0.90 %", "accuracy")
     with pytest.raises(AssertionError):
-        check_gap_cell(Study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP, "accuracy")
+        check_gap_cell(load_study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP, "accuracy")
 
 
 @pytest.mark.parametrize("wrong", [
@@ -213,4 +220,4 @@ def test_in_accuracy_the_gap_and_its_interval_turn_round():
 ])
 def test_a_wrong_interval_order_count_or_verdict_in_a_gap_cell_fails(wrong):
     with pytest.raises(AssertionError):
-        check_gap_cell(Study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP.replace(*wrong))
+        check_gap_cell(load_study("cifar10_224_cpu"), "resnet34", "plain34", RESNET34_GAP.replace(*wrong))
